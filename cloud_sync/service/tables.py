@@ -1,0 +1,223 @@
+"""The cloud's database tables (SQLModel on SQLAlchemy 2).
+
+Every table carries ``site_id`` so the data can shard by site (Citus distributes on that column).
+Times are integer milliseconds since the epoch (SQLite drops time zones; integers do not).
+Personal data is never stored in the clear: ``*_sealed`` columns hold AES-256-GCM values sealed
+under the resident's data key (see :mod:`trust.sealed`), ``phone_index`` is a keyed blind index.
+Tables are persistence only: they are never sent over the wire as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "Account",
+    "Alarm",
+    "AuditHead",
+    "AuditRecord",
+    "Building",
+    "Command",
+    "Door",
+    "Gateway",
+    "GatewayEvent",
+    "Membership",
+    "Resident",
+    "Site",
+    "Token",
+    "Unit",
+]
+
+
+def _ms(**kw: Any) -> Any:
+    return Field(sa_type=BigInteger, **kw)
+
+
+class Site(SQLModel, table=True):
+    """A residential community (小区); its id is the shard key of every other table."""
+
+    __tablename__ = "sites"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    created_at: int = _ms()
+
+
+class Building(SQLModel, table=True):
+    """A building of a site."""
+
+    __tablename__ = "buildings"
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    name: str = Field(max_length=100)
+
+
+class Unit(SQLModel, table=True):
+    """A dwelling, e.g. ``3-201`` (building 3, flat 201)."""
+
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("site_id", "label"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    building_id: int = Field(foreign_key="buildings.id", index=True)
+    label: str = Field(max_length=40)
+
+
+class Resident(SQLModel, table=True):
+    """A person living at the site. Name and phone are sealed; erasure drops ``wrapped_key``."""
+
+    __tablename__ = "residents"
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    name_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    phone_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    phone_index: str | None = Field(default=None, max_length=64, index=True)
+    created_at: int = _ms()
+    erased_at: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class Membership(SQLModel, table=True):
+    """A resident's relationship to a unit: owner, tenant or household member."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("resident_id", "unit_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    resident_id: int = Field(foreign_key="residents.id", index=True)
+    unit_id: int = Field(foreign_key="units.id", index=True)
+    relation: str = Field(max_length=16)  # owner | tenant | member
+    valid_from: int = _ms()
+    valid_until: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class Account(SQLModel, table=True):
+    """A login: a resident's, or a staff user's with a role at the site."""
+
+    __tablename__ = "accounts"
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    login: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(max_length=16)  # resident | engineer | admin | auditor | courier
+    resident_id: int | None = Field(default=None, foreign_key="residents.id", index=True)
+    disabled: bool = False
+    created_at: int = _ms()
+
+
+class Token(SQLModel, table=True):
+    """A bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    created_at: int = _ms()
+    expires_at: int = _ms()
+
+
+class Gateway(SQLModel, table=True):
+    """An on-site gateway and its sync counters."""
+
+    __tablename__ = "gateways"
+    id: str = Field(primary_key=True, max_length=64)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    name: str = Field(max_length=100)
+    command_seq: int = Field(default=0, sa_type=BigInteger)
+    last_event_seq: int = Field(default=0, sa_type=BigInteger)
+    online: bool = False
+    last_seen: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class Door(SQLModel, table=True):
+    """A door a gateway controls; ``local_id`` is the target named in signed commands."""
+
+    __tablename__ = "doors"
+    __table_args__ = (UniqueConstraint("gateway_id", "local_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    gateway_id: str = Field(foreign_key="gateways.id", index=True, max_length=64)
+    building_id: int = Field(foreign_key="buildings.id", index=True)
+    local_id: str = Field(max_length=64)
+    name: str = Field(max_length=100)
+    pulse_ms: int = 3000
+    online: bool | None = None
+
+
+class Command(SQLModel, table=True):
+    """A signed command and where it is in its lifecycle (:mod:`cloud_sync.protocol.lifecycle`)."""
+
+    __tablename__ = "commands"
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key"),
+        Index("ix_commands_open", "status", "expires_at"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
+    door_id: int = Field(foreign_key="doors.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    action: str = Field(max_length=32)
+    seq: int | None = Field(default=None, sa_type=BigInteger)
+    status: str = Field(max_length=24)
+    reason: str | None = Field(default=None, max_length=64)
+    idempotency_key: str | None = Field(default=None, max_length=128)
+    issued_at: int = _ms()
+    expires_at: int = _ms()
+    updated_at: int = _ms()
+
+
+class GatewayEvent(SQLModel, table=True):
+    """The inbox: every event a gateway sent, once (by id and by per-gateway seq)."""
+
+    __tablename__ = "gateway_events"
+    __table_args__ = (UniqueConstraint("gateway_id", "seq"),)
+    id: str = Field(primary_key=True, max_length=32)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
+    seq: int = Field(sa_type=BigInteger)
+    ts: int = _ms()
+    type: str = Field(max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: int = _ms()
+
+
+class Alarm(SQLModel, table=True):
+    """Something an engineer must look at (sequence gap, forced door, offline device…)."""
+
+    __tablename__ = "alarms"
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    gateway_id: str | None = Field(default=None, max_length=64)
+    kind: str = Field(max_length=48)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: int = _ms()
+    cleared_at: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class AuditHead(SQLModel, table=True):
+    """The head of a site's audit chain; locking this row serialises appends per site."""
+
+    __tablename__ = "audit_heads"
+    site_id: int = Field(primary_key=True, foreign_key="sites.id")
+    seq: int = Field(default=0, sa_type=BigInteger)
+    hash: str = Field(default="0" * 64, max_length=64)
+
+
+class AuditRecord(SQLModel, table=True):
+    """One link of a site's hash-chained audit log."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (UniqueConstraint("site_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    seq: int = Field(sa_type=BigInteger)
+    ts: int = _ms()
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    object: str = Field(max_length=128)
+    detail: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
