@@ -1,0 +1,143 @@
+"""The gateway's settings as typed models.
+
+Plain pydantic models: loading TOML files and ``COURTYARD_*`` variables into them is the
+composition root's job (``courtyard/config.py``), so the gateway never reads the environment itself.
+Every model is frozen and refuses unknown keys, so a typo in a configuration file is an error
+rather than a silently ignored setting. No secret has a default: broker passwords come from the
+operator, command-verifying keys are named by path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from devices.door.profile import MAX_PULSE_MS, MAX_RELAY, MIN_PULSE_MS, MIN_RELAY, is_valid_id
+from devices.door.topics import DEFAULT_PREFIX, DoorTopics
+
+__all__ = [
+    "BrokerSettings",
+    "DoorSettings",
+    "GatewaySettings",
+    "HttpSettings",
+    "SiteBrokerSettings",
+    "UplinkSettings",
+]
+
+# The sync protocol's identifier rule (gateway ids and command targets must satisfy it).
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerSettings(_Model):
+    """Where an MQTT broker listens and how to log in."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+
+
+class SiteBrokerSettings(BrokerSettings):
+    """The site broker, where door controllers live under ``prefix``."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_topic_safe(cls, value: str) -> str:
+        DoorTopics(value, "probe")  # raises DoorProfileError (a ValueError) for a bad prefix
+        return value
+
+
+class DoorSettings(_Model):
+    """One door: its id (the target of signed commands) and the controller that drives it."""
+
+    id: str
+    device: str
+    relay: int = Field(1, ge=MIN_RELAY, le=MAX_RELAY)
+    pulse_ms: int = Field(3000, ge=MIN_PULSE_MS, le=MAX_PULSE_MS)
+    ack_timeout_ms: int = Field(2000, ge=50, le=30_000)
+    open_grace_ms: int = Field(500, ge=0, le=30_000)
+    failure_policy: Literal["fail_secure", "fail_safe"] = "fail_secure"
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_identifier(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise ValueError("a door id is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_is_identifier(cls, value: str) -> str:
+        if not is_valid_id(value):
+            raise ValueError("a device name is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+
+class HttpSettings(_Model):
+    """The local health and metrics endpoint (loopback by default; port 0 picks a free port)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+
+
+class UplinkSettings(_Model):
+    """How events travel to the cloud: batch size, how many batches in flight, retry timing."""
+
+    batch_events: int = Field(500, ge=1, le=1000)
+    window: int = Field(8, ge=1, le=64)
+    ack_timeout_ms: int = Field(2000, ge=10, le=600_000)
+    max_backoff_ms: int = Field(30_000, ge=10, le=3_600_000)
+
+
+class GatewaySettings(_Model):
+    """Everything one gateway needs to run."""
+
+    id: str
+    data_dir: Path
+    cloud: BrokerSettings = Field(default_factory=BrokerSettings)
+    site: SiteBrokerSettings = Field(default_factory=SiteBrokerSettings)
+    cloud_keys: list[Path] = Field(default_factory=list)
+    doors: list[DoorSettings] = Field(default_factory=list)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    uplink: UplinkSettings = Field(default_factory=UplinkSettings)
+    topic_root: str = "cy"
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_identifier(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise ValueError("a gateway id is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+    @field_validator("topic_root")
+    @classmethod
+    def _root_is_one_level(cls, value: str) -> str:
+        if not value or any(c in value for c in "/+#"):
+            raise ValueError("topic_root is a single topic level without wildcards")
+        return value
+
+    @model_validator(mode="after")
+    def _doors_are_unique(self) -> GatewaySettings:
+        ids = [d.id for d in self.doors]
+        if len(set(ids)) != len(ids):
+            raise ValueError("door ids must be unique")
+        # A controller's events name no relay, so two doors on one controller would be ambiguous.
+        devices = [d.device for d in self.doors]
+        if len(set(devices)) != len(devices):
+            raise ValueError("each door needs its own controller device")
+        return self
+
+    def door(self, door_id: str) -> DoorSettings | None:
+        """The door with ``door_id``, if configured."""
+        return next((d for d in self.doors if d.id == door_id), None)
