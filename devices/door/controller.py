@@ -206,7 +206,10 @@ class DoorController:
                 _log.warning("dropping an unanswerable command: %s", exc)
                 return out
             _log.warning("refusing command %s: %s", exc.message_id, exc)
-            return [*out, Outbound(TopicKind.ACK, CommandAck.refused(exc.message_id, AckError.BAD_COMMAND))]
+            return [
+                *out,
+                Outbound(TopicKind.ACK, CommandAck.refused(exc.message_id, AckError.BAD_COMMAND)),
+            ]
         return out + self.handle(command, now)
 
     def handle(self, command: Command, now: float) -> list[Outbound]:

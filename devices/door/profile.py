@@ -274,9 +274,7 @@ class DoorOffline:
         return False
 
 
-Message: TypeAlias = (
-    PulseCommand | StatusCommand | CommandAck | DoorEvent | DoorState | DoorOffline
-)
+Message: TypeAlias = PulseCommand | StatusCommand | CommandAck | DoorEvent | DoorState | DoorOffline
 """Every message of the profile."""
 
 
@@ -359,9 +357,7 @@ def _load(payload: Payload) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise DoorProfileError(ErrorReason.NOT_UTF8) from exc
     try:
-        document = json.loads(
-            text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant
-        )
+        document = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
     except DoorProfileError:
         raise
     except (ValueError, RecursionError) as exc:
