@@ -1,0 +1,164 @@
+"""The ``courtyard`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from courtyard.log import configure_logging
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Courtyard: doors, lockers, meters."
+)
+cloud_app = typer.Typer(no_args_is_help=True, help="The cloud service.")
+gateway_app = typer.Typer(no_args_is_help=True, help="The on-site gateway.")
+db_app = typer.Typer(no_args_is_help=True, help="The cloud database.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
+keys_app = typer.Typer(no_args_is_help=True, help="Key files.")
+sim_app = typer.Typer(no_args_is_help=True, help="Standalone device simulators.")
+for sub, name in (
+    (cloud_app, "cloud"),
+    (gateway_app, "gateway"),
+    (db_app, "db"),
+    (audit_app, "audit"),
+    (keys_app, "keys"),
+    (sim_app, "sim"),
+):
+    app.add_typer(sub, name=name)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", exists=True)
+]
+
+
+def _settings(config: Path | None):  # type: ignore[no-untyped-def]
+    from courtyard.config import load_settings
+
+    settings = load_settings(config)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _cloud_settings(config: Path | None, url: str | None):  # type: ignore[no-untyped-def]
+    settings = _settings(config)
+    cloud = settings.cloud
+    if cloud is None and url is None:
+        raise typer.BadParameter("give --config with a [cloud] section or --url")
+    if cloud is None:
+        from cloud_sync.service.settings import CloudSettings
+
+        cloud = CloudSettings(database_url=url, key_dir=Path("keys"))
+    elif url is not None:
+        cloud = cloud.model_copy(update={"database_url": url})
+    return cloud
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where databases, keys and accounts go.")] = Path(
+        "demo-data"
+    ),
+    http_port: Annotated[int, typer.Option(help="Port of the web UI and API on 127.0.0.1.")] = 8080,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the embedded broker (0: any free).")] = 0,
+) -> None:
+    """Run a whole community on this machine: broker, cloud, gateway, simulated doors, web UI."""
+    from courtyard.demo import run_demo
+
+    configure_logging("info")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(data_dir=data_dir.resolve(), http_port=http_port, mqtt_port=mqtt_port))
+
+
+@cloud_app.command("run")
+def cloud_run(config: ConfigOpt = None) -> None:
+    """Serve the cloud API, web UI, MQTT ingest and command dispatch."""
+    from courtyard.cloud import run_cloud
+
+    settings = _settings(config)
+    if settings.cloud is None:
+        raise typer.BadParameter("the configuration has no [cloud] section")
+    asyncio.run(run_cloud(settings.cloud))
+
+
+@gateway_app.command("run")
+def gateway_run(config: ConfigOpt = None) -> None:
+    """Run the gateway daemon until interrupted."""
+    from gateway import Gateway
+
+    settings = _settings(config)
+    if settings.gateway is None:
+        raise typer.BadParameter("the configuration has no [gateway] section")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Gateway(settings.gateway).run())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOpt = None,
+    url: Annotated[str | None, typer.Option(help="Database URL (overrides the config).")] = None,
+) -> None:
+    """Apply the database migrations up to the newest."""
+    from cloud_sync.service.migrate import upgrade_sync
+
+    cloud = _cloud_settings(config, url)
+    upgrade_sync(cloud.database_url)
+    typer.echo("database is at the newest revision")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: ConfigOpt = None,
+    url: Annotated[str | None, typer.Option(help="Database URL (overrides the config).")] = None,
+) -> None:
+    """Check the audit hash chain; names the first broken row of each site and exits 1."""
+    from courtyard.audit_check import verify_audit
+
+    cloud = _cloud_settings(config, url)
+    broken, checked = asyncio.run(verify_audit(cloud.database_url))
+    if not broken:
+        typer.echo(f"audit chain verifies ({checked} records)")
+        return
+    for link in broken:
+        typer.echo(
+            f"BROKEN site={link.site_id} seq={link.seq} row id={link.row_id}: {link.reason}",
+            err=True,
+        )
+    raise typer.Exit(1)
+
+
+@keys_app.command("init")
+def keys_init(
+    directory: Annotated[Path, typer.Argument(help="Directory for the cloud's key files.")],
+) -> None:
+    """Create the cloud's key files (KEK, blind-index key, command-signing key), mode 0600."""
+    from cloud_sync.service.keys import CloudKeys
+
+    keys = CloudKeys.load_or_create(directory)
+    typer.echo(f"command-signing key id {keys.signing.kid}; public key in {directory}")
+
+
+@sim_app.command("door")
+def sim_door(
+    device: Annotated[list[str], typer.Option("--device", "-d", help="Controller id (repeat).")],
+    broker: Annotated[str, typer.Option(help="host:port of the site broker.")] = "127.0.0.1:1883",
+    prefix: Annotated[str, typer.Option(help="Topic prefix of the site.")] = "site",
+) -> None:
+    """Simulate IP door controllers (strike, door sensor) on a site broker until interrupted."""
+    from devices.door import run_simulators
+
+    configure_logging("info")
+    host, _, port = broker.rpartition(":")
+    typer.echo(f"simulating door controllers {', '.join(device)} on {broker} under {prefix}/door/")
+    with contextlib.suppress(KeyboardInterrupt):
+        run_simulators(device, host=host or "127.0.0.1", port=int(port), prefix=prefix)
+
+
+def main() -> None:
+    """Entry point of the ``courtyard`` console script."""
+    app()

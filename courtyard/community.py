@@ -1,0 +1,323 @@
+"""A whole community on one machine: the cloud, a gateway and simulated door controllers.
+
+The composition behind ``courtyard demo``, the end-to-end tests and the unlock benchmark, so that
+all three exercise exactly the same wiring. Everything binds 127.0.0.1; every database and key
+file lives under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web as aioweb
+from sqlmodel import select
+
+from cloud_sync.service import directory, provisioning
+from cloud_sync.service.app import create_app
+from cloud_sync.service.db import Database
+from cloud_sync.service.keys import CloudKeys
+from cloud_sync.service.migrate import upgrade
+from cloud_sync.service.passwords import PasswordHasher
+from cloud_sync.service.settings import BrokerSettings as CloudBroker
+from cloud_sync.service.settings import CloudSettings
+from cloud_sync.service.tables import Site
+from courtyard.web_mount import mount_pages
+from devices.door import Behaviour, DoorSimulator
+from gateway import DoorSettings, Gateway, GatewaySettings
+from gateway.settings import BrokerSettings as GatewayBroker
+from gateway.settings import SiteBrokerSettings
+from trust import write_secret
+
+__all__ = ["Community", "CommunityAccount", "DoorPlan", "default_plan"]
+
+
+@dataclass(frozen=True)
+class CommunityAccount:
+    """A login the community was seeded with (passwords are generated, never fixed in code)."""
+
+    login: str
+    password: str
+    role: str
+    unit: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    building: int | None = None
+
+
+@dataclass(frozen=True)
+class DoorPlan:
+    """A door to create: in building ``building`` (1-based), named ``name``."""
+
+    local_id: str
+    name: str
+    building: int
+
+
+@dataclass(frozen=True)
+class ResidentPlan:
+    """A resident to create, living in ``unit`` of building ``building``."""
+
+    login: str
+    name: str
+    unit: str
+    building: int
+    relation: str = "owner"
+
+
+@dataclass(frozen=True)
+class CommunityPlan:
+    """What to seed."""
+
+    site_name: str = "Courtyard Gardens"
+    buildings: int = 2
+    doors: tuple[DoorPlan, ...] = ()
+    residents: tuple[ResidentPlan, ...] = ()
+    staff: tuple[tuple[str, str], ...] = (
+        ("engineer", "engineer"),
+        ("admin", "admin"),
+        ("auditor", "auditor"),
+        ("courier", "courier"),
+    )
+
+
+def default_plan() -> CommunityPlan:
+    """Two buildings with two doors each and four households."""
+    return CommunityPlan(
+        doors=(
+            DoorPlan("b1-gate", "Building 1 main gate", 1),
+            DoorPlan("b1-garage", "Building 1 garage door", 1),
+            DoorPlan("b2-gate", "Building 2 main gate", 2),
+            DoorPlan("b2-garage", "Building 2 garage door", 2),
+        ),
+        residents=(
+            ResidentPlan("li", "李小红", "1-201", 1, "owner"),
+            ResidentPlan("wang", "王芳", "1-201", 1, "member"),
+            ResidentPlan("zhang", "张伟", "2-101", 2, "tenant"),
+            ResidentPlan("chen", "陈静", "2-202", 2, "owner"),
+        ),
+    )
+
+
+def _phone() -> str:
+    return "13" + "".join(secrets.choice("0123456789") for _ in range(9))
+
+
+class Community:
+    """Cloud + gateway + door simulators, started and stopped together."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        broker_host: str,
+        broker_port: int,
+        broker_protocol: Literal["5", "3.1.1"],
+        database_url: str | None = None,
+        http_port: int = 0,
+        plan: CommunityPlan | None = None,
+        fast_passwords: bool = False,
+        isolate_topics: bool = False,
+        gateway_id: str = "gw-1",
+        open_delay_ms: int = 2,
+        walk_through_ms: int = 1500,
+        command_ttl_ms: int = 30_000,
+        behaviour: Behaviour = Behaviour.WALK_THROUGH,
+    ) -> None:
+        self.data_dir = data_dir
+        self.plan = plan or default_plan()
+        self.broker = (broker_host, broker_port, broker_protocol)
+        self.database_url = database_url or f"sqlite+aiosqlite:///{data_dir / 'cloud.db'}"
+        self.http_port = http_port
+        self.fast_passwords = fast_passwords
+        # Tests share one broker: a unique topic root and site prefix keep communities apart.
+        tag = uuid.uuid4().hex[:8] if isolate_topics else ""
+        self.topic_root = f"cy{tag}"
+        self.site_prefix = f"site{tag}"
+        self.gateway_id = gateway_id
+        self.open_delay_ms = open_delay_ms
+        self.walk_through_ms = walk_through_ms
+        self.command_ttl_ms = command_ttl_ms
+        self.behaviour = behaviour
+        self.accounts: list[CommunityAccount] = []
+        self.simulators: dict[str, DoorSimulator] = {}
+        self.gateway: Gateway | None = None
+        self.cloud_app: aioweb.Application | None = None
+        self._runner: aioweb.AppRunner | None = None
+        self.url = ""
+
+    # -- settings of the two sides -----------------------------------------------------------
+
+    @property
+    def key_dir(self) -> Path:
+        """The cloud's key directory."""
+        return self.data_dir / "cloud-keys"
+
+    def cloud_settings(self) -> CloudSettings:
+        """The cloud service's settings."""
+        host, port, protocol = self.broker
+        return CloudSettings(
+            database_url=self.database_url,
+            key_dir=self.key_dir,
+            broker=CloudBroker(host=host, port=port, protocol=protocol),
+            topic_root=self.topic_root,
+            argon2="fast" if self.fast_passwords else "default",
+            command_ttl_ms=self.command_ttl_ms,
+        )
+
+    def gateway_settings(self) -> GatewaySettings:
+        """The gateway's settings: the same broker serves as cloud and site broker here."""
+        host, port, protocol = self.broker
+        return GatewaySettings(
+            id=self.gateway_id,
+            data_dir=self.data_dir / "gateway",
+            cloud=GatewayBroker(host=host, port=port, protocol=protocol),
+            site=SiteBrokerSettings(
+                host=host, port=port, protocol=protocol, prefix=self.site_prefix
+            ),
+            cloud_keys=[self.key_dir / "command-signing.key.pub"],
+            doors=[
+                DoorSettings(id=d.local_id, device=f"ctrl-{d.local_id}") for d in self.plan.doors
+            ],
+            topic_root=self.topic_root,
+        )
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Migrate, seed (first start only), then start the cloud, the doors and the gateway."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        keys = CloudKeys.load_or_create(self.key_dir)
+        await upgrade(self.database_url)
+        hasher = PasswordHasher.fast_for_tests() if self.fast_passwords else PasswordHasher()
+        await self._seed_once(keys, hasher)
+        self.cloud_app = create_app(self.cloud_settings(), hasher=hasher, pages=mount_pages)
+        self._runner = aioweb.AppRunner(self.cloud_app, access_log=None)
+        await self._runner.setup()
+        site = aioweb.TCPSite(self._runner, "127.0.0.1", self.http_port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        host, bport, _ = self.broker
+        for door in self.plan.doors:
+            sim = DoorSimulator(
+                device=f"ctrl-{door.local_id}",
+                host=host,
+                port=bport,
+                prefix=self.site_prefix,
+                behaviour=self.behaviour,
+                open_delay_ms=self.open_delay_ms,
+                walk_through_ms=self.walk_through_ms,
+            )
+            sim.start()
+            self.simulators[door.local_id] = sim
+        self.gateway = Gateway(self.gateway_settings())
+        await self.gateway.start()
+
+    async def stop(self) -> None:
+        """Stop everything that :meth:`start` started, in reverse order."""
+        if self.gateway is not None:
+            await self.gateway.stop()
+        for sim in self.simulators.values():
+            sim.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> Community:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def account(self, login: str) -> CommunityAccount:
+        """The seeded account with ``login``."""
+        return next(a for a in self.accounts if a.login == login)
+
+    # -- seeding -------------------------------------------------------------------------------
+
+    @property
+    def accounts_file(self) -> Path:
+        """Where the seeded logins are written (mode 0600)."""
+        return self.data_dir / "demo-accounts.json"
+
+    async def _seed_once(self, keys: CloudKeys, hasher: PasswordHasher) -> None:
+        db = Database(self.database_url)
+        try:
+            async with db.session() as session:
+                existing = (await session.execute(select(Site))).scalars().first()
+            if existing is not None and self.accounts_file.exists():
+                raw = json.loads(self.accounts_file.read_text("utf-8"))
+                self.accounts = [CommunityAccount(**a) for a in raw["accounts"]]
+                return
+            if existing is not None:
+                raise RuntimeError(
+                    f"{self.database_url} is already seeded but {self.accounts_file} is missing"
+                )
+            async with db.session() as session:
+                await self._seed(session, keys, hasher)
+                await session.commit()
+        finally:
+            await db.dispose()
+        payload = {
+            "url_hint": "see the URL printed at start",
+            "accounts": [asdict(a) for a in self.accounts],
+        }
+        write_secret(self.accounts_file, json.dumps(payload, ensure_ascii=False, indent=2).encode())
+
+    async def _seed(self, session, keys: CloudKeys, hasher: PasswordHasher) -> None:  # type: ignore[no-untyped-def]
+        plan = self.plan
+        site = await provisioning.create_site(session, plan.site_name)
+        assert site.id is not None
+        buildings: dict[int, int] = {}
+        for n in range(1, plan.buildings + 1):
+            b = await provisioning.create_building(session, site.id, f"Building {n}")
+            assert b.id is not None
+            buildings[n] = b.id
+        await provisioning.create_gateway(session, site.id, self.gateway_id, "Gateway 1")
+        for d in plan.doors:
+            await provisioning.create_door(
+                session,
+                site_id=site.id,
+                gateway_id=self.gateway_id,
+                building_id=buildings[d.building],
+                local_id=d.local_id,
+                name=d.name,
+            )
+        units: dict[str, int] = {}
+        for r in plan.residents:
+            if r.unit not in units:
+                u = await provisioning.create_unit(session, site.id, buildings[r.building], r.unit)
+                assert u.id is not None
+                units[r.unit] = u.id
+            phone = _phone()
+            resident = await directory.create_resident(session, keys, site.id, r.name, phone)
+            assert resident.id is not None
+            await provisioning.add_membership(
+                session, site.id, resident.id, units[r.unit], r.relation
+            )
+            password = secrets.token_urlsafe(12)
+            await provisioning.create_account(
+                session,
+                hasher,
+                site_id=site.id,
+                login=r.login,
+                password=password,
+                role="resident",
+                resident_id=resident.id,
+            )
+            self.accounts.append(
+                CommunityAccount(r.login, password, "resident", r.unit, r.name, phone, r.building)
+            )
+        for login, role in plan.staff:
+            password = secrets.token_urlsafe(12)
+            await provisioning.create_account(
+                session, hasher, site_id=site.id, login=login, password=password, role=role
+            )
+            self.accounts.append(CommunityAccount(login, password, role))

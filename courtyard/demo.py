@@ -1,0 +1,53 @@
+"""``courtyard demo``: a living community on this machine, needing only the package."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+from courtyard.community import Community
+from courtyard.embedded_broker import EmbeddedBroker
+
+__all__ = ["run_demo"]
+
+
+async def run_demo(*, data_dir: Path, http_port: int, mqtt_port: int = 0) -> None:
+    """Start broker, cloud, gateway and simulated doors; print where to go; run until Ctrl-C."""
+    broker = EmbeddedBroker(port=mqtt_port or None).start()
+    community = Community(
+        data_dir,
+        broker_host=broker.host,
+        broker_port=broker.port,
+        broker_protocol="3.1.1",
+        http_port=http_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await community.start()
+        _announce(community, broker)
+        await stop.wait()
+    finally:
+        await community.stop()
+        broker.stop()
+
+
+def _announce(community: Community, broker: EmbeddedBroker) -> None:
+    lines = [
+        "",
+        f"Courtyard demo is running: {community.url}/",
+        f"  MQTT broker (embedded, MQTT 3.1.1): 127.0.0.1:{broker.port}",
+        f"  data, databases and keys: {community.data_dir}",
+        f"  demo logins (generated passwords): {community.accounts_file}",
+        "",
+    ]
+    for a in community.accounts:
+        where = f"unit {a.unit}" if a.unit else a.role
+        lines.append(f"  {a.login:<10} {a.password:<20} {a.role:<9} {where}")
+    lines += ["", "Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), flush=True)  # the demo's one screen of instructions
