@@ -48,15 +48,13 @@ def _settings(config: Path | None):  # type: ignore[no-untyped-def]
 def _cloud_settings(config: Path | None, url: str | None):  # type: ignore[no-untyped-def]
     settings = _settings(config)
     cloud = settings.cloud
-    if cloud is None and url is None:
-        raise typer.BadParameter("give --config with a [cloud] section or --url")
-    if cloud is None:
-        from cloud_sync.service.settings import CloudSettings
+    if cloud is not None:
+        return cloud if url is None else cloud.model_copy(update={"database_url": url})
+    if url is None:
+        raise typer.BadParameter("give --config with a [cloud] section, or --url")
+    from cloud_sync.service.settings import CloudSettings
 
-        cloud = CloudSettings(database_url=url, key_dir=Path("keys"))
-    elif url is not None:
-        cloud = cloud.model_copy(update={"database_url": url})
-    return cloud
+    return CloudSettings(database_url=url, key_dir=Path("keys"))
 
 
 @app.command()

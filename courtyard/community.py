@@ -127,6 +127,7 @@ class Community:
         open_delay_ms: int = 2,
         walk_through_ms: int = 1500,
         command_ttl_ms: int = 30_000,
+        pulse_ms: int = 3000,
         behaviour: Behaviour = Behaviour.WALK_THROUGH,
     ) -> None:
         self.data_dir = data_dir
@@ -143,6 +144,7 @@ class Community:
         self.open_delay_ms = open_delay_ms
         self.walk_through_ms = walk_through_ms
         self.command_ttl_ms = command_ttl_ms
+        self.pulse_ms = pulse_ms
         self.behaviour = behaviour
         self.accounts: list[CommunityAccount] = []
         self.simulators: dict[str, DoorSimulator] = {}
@@ -220,6 +222,14 @@ class Community:
         self.gateway = Gateway(self.gateway_settings())
         await self.gateway.start()
 
+    async def restart_gateway(self) -> Gateway:
+        """Stop the gateway and start a new one on the same data directory (a process restart)."""
+        if self.gateway is not None:
+            await self.gateway.stop()
+        self.gateway = Gateway(self.gateway_settings())
+        await self.gateway.start()
+        return self.gateway
+
     async def stop(self) -> None:
         """Stop everything that :meth:`start` started, in reverse order."""
         if self.gateway is not None:
@@ -289,6 +299,7 @@ class Community:
                 building_id=buildings[d.building],
                 local_id=d.local_id,
                 name=d.name,
+                pulse_ms=self.pulse_ms,
             )
         units: dict[str, int] = {}
         for r in plan.residents:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from cloud_sync.protocol.errors import SyncProtocolError
@@ -41,11 +42,11 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _EVENT_ID.fullmatch(self.id):
+        if not isinstance(self.id, str) or not _EVENT_ID.fullmatch(self.id):
             raise SyncProtocolError("event id must be 32 lowercase hex characters")
         check_int(self.seq, "seq", 1, _MAX_SEQ)
         check_int(self.ts, "ts", 0, _MAX_SEQ)
-        if not _EVENT_TYPE.fullmatch(self.type):
+        if not isinstance(self.type, str) or not _EVENT_TYPE.fullmatch(self.type):
             raise SyncProtocolError(f"bad event type {self.type!r}")
         if not isinstance(self.data, dict):
             raise SyncProtocolError("event data must be an object")
@@ -83,7 +84,7 @@ class EventBatch:
         if not 1 <= len(self.events) <= MAX_BATCH_EVENTS:
             raise SyncProtocolError(f"a batch holds 1..{MAX_BATCH_EVENTS} events")
         seqs = [e.seq for e in self.events]
-        if any(b <= a for a, b in zip(seqs, seqs[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(seqs)):
             raise SyncProtocolError("batch sequence numbers must ascend")
 
     def encode(self) -> bytes:

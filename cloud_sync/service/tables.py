@@ -5,16 +5,32 @@ Times are integer milliseconds since the epoch (SQLite drops time zones; integer
 Personal data is never stored in the clear: ``*_sealed`` columns hold AES-256-GCM values sealed
 under the resident's data key (see :mod:`trust.sealed`), ``phone_index`` is a keyed blind index.
 Tables are persistence only: they are never sent over the wire as they are.
+
+The schema is created and changed only by the Alembic migrations in ``cloud_sync/migrations``; a
+test checks that the migrated database matches these classes exactly. Constraint names follow
+:data:`NAMING_CONVENTION` so that a later migration can name (and, on SQLite, rebuild) them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "NAMING_CONVENTION",
+    "RELATIONS",
+    "ROLES",
     "Account",
     "Alarm",
     "AuditHead",
@@ -30,6 +46,27 @@ __all__ = [
     "Token",
     "Unit",
 ]
+
+
+# Deterministic constraint names on every engine (PostgreSQL would otherwise invent its own, and
+# SQLite would leave them unnamed), so migrations can refer to them. Set before any table exists.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
+
+#: A resident's relationship to a unit.
+RELATIONS = ("owner", "tenant", "member")
+#: The roles an account can have.
+ROLES = ("resident", "engineer", "admin", "auditor", "courier")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def _ms(**kw: Any) -> Any:
@@ -69,12 +106,14 @@ class Resident(SQLModel, table=True):
     """A person living at the site. Name and phone are sealed; erasure drops ``wrapped_key``."""
 
     __tablename__ = "residents"
+    # Lookups by phone are always within one site; this index also serves "residents of a site".
+    __table_args__ = (Index("ix_residents_site_phone", "site_id", "phone_index"),)
     id: int | None = Field(default=None, primary_key=True)
-    site_id: int = Field(foreign_key="sites.id", index=True)
+    site_id: int = Field(foreign_key="sites.id")
     wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     name_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     phone_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    phone_index: str | None = Field(default=None, max_length=64, index=True)
+    phone_index: str | None = Field(default=None, max_length=64)
     created_at: int = _ms()
     erased_at: int | None = Field(default=None, sa_type=BigInteger)
 
@@ -83,7 +122,10 @@ class Membership(SQLModel, table=True):
     """A resident's relationship to a unit: owner, tenant or household member."""
 
     __tablename__ = "memberships"
-    __table_args__ = (UniqueConstraint("resident_id", "unit_id"),)
+    __table_args__ = (
+        UniqueConstraint("resident_id", "unit_id"),
+        CheckConstraint(_one_of("relation", RELATIONS), name="relation"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     site_id: int = Field(foreign_key="sites.id", index=True)
     resident_id: int = Field(foreign_key="residents.id", index=True)
@@ -97,6 +139,7 @@ class Account(SQLModel, table=True):
     """A login: a resident's, or a staff user's with a role at the site."""
 
     __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
     id: int | None = Field(default=None, primary_key=True)
     site_id: int = Field(foreign_key="sites.id", index=True)
     login: str = Field(max_length=64, unique=True)
@@ -210,9 +253,13 @@ class AuditRecord(SQLModel, table=True):
     """One link of a site's hash-chained audit log."""
 
     __tablename__ = "audit_log"
+    # The unique (site_id, seq) index also serves every per-site scan of the chain.
     __table_args__ = (UniqueConstraint("site_id", "seq"),)
-    id: int | None = Field(default=None, primary_key=True)
-    site_id: int = Field(foreign_key="sites.id", index=True)
+    # 64-bit: every door opening at every site appends a row (SQLite's rowid is 64-bit already).
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer, "sqlite")
+    )
+    site_id: int = Field(foreign_key="sites.id")
     seq: int = Field(sa_type=BigInteger)
     ts: int = _ms()
     actor: str = Field(max_length=64)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 
@@ -40,7 +41,9 @@ def test_ack_ranges() -> None:
     assert coalesce_ranges([5, 1, 2, 3, 7, 8, 2]) == ((1, 3), (5, 5), (7, 8))
     ack = Ack(coalesce_ranges([1, 2, 3, 7]))
     assert Ack.decode(ack.encode()) == ack
-    assert ack.covers(2) and ack.covers(7) and not ack.covers(4)
+    assert ack.covers(2)
+    assert ack.covers(7)
+    assert not ack.covers(4)
     with pytest.raises(SyncProtocolError):
         Ack(((3, 1),))
 
@@ -55,7 +58,18 @@ def test_coalesce_covers_exactly_the_input(seqs: list[int]) -> None:
 @given(st.binary(max_size=300))
 def test_decoders_raise_only_protocol_errors(data: bytes) -> None:
     for decode in (EventBatch.decode, Ack.decode):
-        try:
+        with contextlib.suppress(SyncProtocolError):
             decode(data)
-        except SyncProtocolError:
-            pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["id", "seq", "ts", "type", "data"]), json_values))
+def test_event_objects_of_any_shape_raise_only_protocol_errors(obj: dict[str, object]) -> None:
+    with contextlib.suppress(SyncProtocolError):
+        Event.from_obj(obj)

@@ -7,7 +7,9 @@ import pytest
 from trust import SafeClock
 
 
-def test_clock_never_goes_back_across_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clock_never_goes_back_across_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = tmp_path / "clock"
     now = [1_800_000_000_000_000_000]
     monkeypatch.setattr("trust.clock.time.time_ns", lambda: now[0])

@@ -1,0 +1,1 @@
+"""The revisions, oldest first by their ``NNNN_`` prefix; Alembic skips this ``__init__``."""

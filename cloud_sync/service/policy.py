@@ -1,0 +1,248 @@
+"""THE policy decision point of the cloud: who may do what to which object.
+
+Every non-public route names an :class:`Action`; the route guard (:mod:`cloud_sync.service.routes`)
+loads the :data:`Resource` the request is about and calls :func:`decide` before the handler runs.
+Handlers never decide anything themselves. List endpoints that show a subset (the doors a caller
+may open) filter through :func:`decide` as well, so there is exactly one place that answers "may".
+
+A decision combines **role** and **relationship**:
+
+* every rule requires the object to belong to the caller's site (staff are assigned to one site);
+* a resident may act on a door only through a membership of a unit in the building the door
+  serves, valid at the time of the request (``valid_from <= now < valid_until``);
+* a command may be read by the account that issued it;
+* some permissions come with an **obligation** the service must enforce (a recorded reason).
+
+Anything :data:`POLICY` does not allow is denied. A denial is reported as 404 ``not_found``,
+exactly like a missing object, so the API never confirms that something exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "POLICY",
+    "Action",
+    "CommandRes",
+    "Decision",
+    "DoorRes",
+    "MembershipFact",
+    "Obligation",
+    "Principal",
+    "ResidentRes",
+    "Resource",
+    "Role",
+    "SelfRes",
+    "SiteRes",
+    "decide",
+]
+
+
+class Role(StrEnum):
+    """What an account is at its site."""
+
+    RESIDENT = "resident"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+    COURIER = "courier"
+
+
+class Action(StrEnum):
+    """Everything a route can do, named for the policy."""
+
+    SESSION_END = "session.end"
+    ME_READ = "me.read"
+    DOOR_LIST = "door.list"
+    DOOR_UNLOCK = "door.unlock"
+    COMMAND_READ = "command.read"
+    GATEWAY_LIST = "gateway.list"
+    ALARM_LIST = "alarm.list"
+    AUDIT_LIST = "audit.list"
+    AUDIT_VERIFY = "audit.verify"
+    RESIDENT_READ = "resident.read"
+    RESIDENT_UNMASK = "resident.unmask"
+
+
+class Obligation(StrEnum):
+    """A condition attached to a permission that the service must enforce."""
+
+    #: The request must carry a reason, and the reason is written to the audit log.
+    REASON = "reason"
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipFact:
+    """A resident's membership of a unit, as the policy needs it."""
+
+    unit_id: int
+    unit_label: str
+    building_id: int
+    valid_from: int
+    valid_until: int | None
+
+    def valid_at(self, now_ms: int) -> bool:
+        """Whether the membership holds at ``now_ms``."""
+        return self.valid_from <= now_ms and (self.valid_until is None or now_ms < self.valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller, with the facts the policy needs, as of ``at_ms``."""
+
+    account_id: int
+    login: str
+    role: Role
+    site_id: int
+    resident_id: int | None
+    token_hash: str
+    at_ms: int
+    memberships: tuple[MembershipFact, ...] = ()
+
+    @property
+    def actor(self) -> str:
+        """How this caller is named in commands and audit records."""
+        return f"account:{self.account_id}"
+
+    def buildings(self) -> frozenset[int]:
+        """Buildings where the caller holds a membership valid now."""
+        return frozenset(m.building_id for m in self.memberships if m.valid_at(self.at_ms))
+
+
+# -- resources: the facts about an object the policy decides on, plus the loaded object -----
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRes:
+    """The caller's site as a whole (list endpoints)."""
+
+    site_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SelfRes:
+    """The caller's own account, session or profile."""
+
+    site_id: int
+    account_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoorRes:
+    """A door, and the building it serves."""
+
+    site_id: int
+    building_id: int
+    row: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRes:
+    """A door command, and who issued it."""
+
+    site_id: int
+    account_id: int
+    row: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentRes:
+    """A resident's record."""
+
+    site_id: int
+    resident_id: int
+
+
+Resource = SiteRes | SelfRes | DoorRes | CommandRes | ResidentRes
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer: allowed or not, the rule that decided, and obligations on an allow."""
+
+    allowed: bool
+    rule: str
+    obligations: frozenset[Obligation] = frozenset()
+
+    def requires(self, obligation: Obligation) -> bool:
+        """Whether the service must enforce ``obligation`` for this request."""
+        return self.allowed and obligation in self.obligations
+
+
+# -- rules: small, named predicates; the table below composes them ----------------------------
+
+Rule = Callable[[Principal, Resource], Decision | None]
+_DENY = Decision(False, "deny_by_default")
+
+
+def _staff(*roles: Role, obligations: frozenset[Obligation] = frozenset()) -> Rule:
+    """Callers with one of ``roles`` at the object's site."""
+    name = "staff:" + "|".join(r.value for r in roles)
+
+    def rule(p: Principal, r: Resource) -> Decision | None:
+        if p.role in roles and p.site_id == r.site_id:
+            return Decision(True, name, obligations)
+        return None
+
+    return rule
+
+
+def _self(p: Principal, r: Resource) -> Decision | None:
+    """The caller's own account."""
+    if isinstance(r, SelfRes) and r.account_id == p.account_id and r.site_id == p.site_id:
+        return Decision(True, "self")
+    return None
+
+
+def _resident_of_building(p: Principal, r: Resource) -> Decision | None:
+    """A resident with a currently valid membership of a unit in the door's building."""
+    if (
+        p.role is Role.RESIDENT
+        and isinstance(r, DoorRes)
+        and r.site_id == p.site_id
+        and r.building_id in p.buildings()
+    ):
+        return Decision(True, "resident_of_building")
+    return None
+
+
+def _issuer(p: Principal, r: Resource) -> Decision | None:
+    """The account that issued the command."""
+    if isinstance(r, CommandRes) and r.account_id == p.account_id and r.site_id == p.site_id:
+        return Decision(True, "issuer")
+    return None
+
+
+_REASON = frozenset({Obligation.REASON})
+_R = Role
+
+#: The whole policy. An action absent here, or a request no rule of its action allows, is denied.
+POLICY: Mapping[Action, tuple[Rule, ...]] = {
+    Action.SESSION_END: (_self,),
+    Action.ME_READ: (_self,),
+    Action.DOOR_LIST: (_staff(_R.RESIDENT, _R.ENGINEER, _R.ADMIN),),
+    # Staff may open a resident's door only with a recorded reason (the audit log keeps it).
+    Action.DOOR_UNLOCK: (_resident_of_building, _staff(_R.ENGINEER, _R.ADMIN, obligations=_REASON)),
+    Action.COMMAND_READ: (_issuer, _staff(_R.ENGINEER, _R.ADMIN)),
+    Action.GATEWAY_LIST: (_staff(_R.ENGINEER, _R.ADMIN),),
+    Action.ALARM_LIST: (_staff(_R.ENGINEER, _R.ADMIN),),
+    Action.AUDIT_LIST: (_staff(_R.AUDITOR, _R.ADMIN),),
+    Action.AUDIT_VERIFY: (_staff(_R.AUDITOR),),
+    Action.RESIDENT_READ: (_staff(_R.ADMIN),),
+    Action.RESIDENT_UNMASK: (_staff(_R.ADMIN, obligations=_REASON),),
+}
+
+
+def decide(principal: Principal | None, action: Action, resource: Resource) -> Decision:
+    """May ``principal`` do ``action`` to ``resource``? Deny unless a rule of the action allows."""
+    if principal is None:
+        return Decision(False, "anonymous")
+    for rule in POLICY.get(action, ()):
+        decision = rule(principal, resource)
+        if decision is not None:
+            return decision
+    return _DENY

@@ -1,0 +1,191 @@
+"""The authorization matrix: every route × every role × relationship, with expected statuses.
+
+The table below is the policy as the outside world sees it. The test fails when the app serves a
+route the table does not list, and when the table lists a route the app does not serve — so a new
+route cannot ship without someone deciding, here, who may call it.
+
+Relationships: ``li`` lives in building 1 and acts on building 1's door and her own command;
+``zhang`` lives in building 2 and acts on the same building-1 objects; staff act on their own
+site; ``other_admin`` is an admin of another site acting on this site's objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+ROLES = ("anonymous", "li", "zhang", "engineer", "admin", "auditor", "courier", "other_admin")
+
+# fmt: off
+MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
+    #                                              anon  li  zhang  eng admin  aud  cour other
+    ("POST",   "/api/v1/sessions"):               (201, 201, 201, 201, 201, 201, 201, 201),
+    ("DELETE", "/api/v1/sessions/current"):       (401, 204, 204, 204, 204, 204, 204, 204),
+    ("GET",    "/api/v1/me"):                     (401, 200, 200, 200, 200, 200, 200, 200),
+    ("GET",    "/api/v1/doors"):                  (401, 200, 200, 200, 200, 404, 404, 200),
+    ("POST",   "/api/v1/doors/{id}/unlock"):      (401, 202, 404, 202, 202, 404, 404, 404),
+    ("GET",    "/api/v1/commands/{id}"):          (401, 200, 404, 200, 200, 404, 404, 404),
+    ("GET",    "/api/v1/gateways"):               (401, 404, 404, 200, 200, 404, 404, 200),
+    ("GET",    "/api/v1/alarms"):                 (401, 404, 404, 200, 200, 404, 404, 200),
+    ("GET",    "/api/v1/audit"):                  (401, 404, 404, 404, 200, 200, 404, 200),
+    ("GET",    "/api/v1/audit/verify"):           (401, 404, 404, 404, 404, 200, 404, 404),
+    ("GET",    "/api/v1/residents/{id}"):         (401, 404, 404, 404, 200, 404, 404, 404),
+    ("POST",   "/api/v1/residents/{id}/unmask"):  (401, 404, 404, 404, 200, 404, 404, 404),
+    ("GET",    "/api/v1/openapi.json"):           (200, 200, 200, 200, 200, 200, 200, 200),
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """The objects the requests name: building 1's door, Li's command, Li's record."""
+
+    door_b1: int
+    command: str
+    resident: int
+    credentials: dict[str, tuple[str, str]]
+
+
+Request = Callable[[Ctx, str], tuple[str, Any]]
+
+REASON = {"reason": "authorization matrix check"}
+
+#: How to call each route: (path, JSON body) for a caller.
+REQUESTS: dict[tuple[str, str], Request] = {
+    ("POST", "/api/v1/sessions"): lambda c, who: (
+        "/api/v1/sessions",
+        dict(zip(("login", "password"), c.credentials[who], strict=True)),
+    ),
+    ("DELETE", "/api/v1/sessions/current"): lambda c, who: ("/api/v1/sessions/current", None),
+    ("GET", "/api/v1/me"): lambda c, who: ("/api/v1/me", None),
+    ("GET", "/api/v1/doors"): lambda c, who: ("/api/v1/doors", None),
+    ("POST", "/api/v1/doors/{id}/unlock"): lambda c, who: (
+        f"/api/v1/doors/{c.door_b1}/unlock",
+        REASON,
+    ),
+    ("GET", "/api/v1/commands/{id}"): lambda c, who: (f"/api/v1/commands/{c.command}", None),
+    ("GET", "/api/v1/gateways"): lambda c, who: ("/api/v1/gateways", None),
+    ("GET", "/api/v1/alarms"): lambda c, who: ("/api/v1/alarms", None),
+    ("GET", "/api/v1/audit"): lambda c, who: ("/api/v1/audit", None),
+    ("GET", "/api/v1/audit/verify"): lambda c, who: ("/api/v1/audit/verify", None),
+    ("GET", "/api/v1/residents/{id}"): lambda c, who: (f"/api/v1/residents/{c.resident}", None),
+    ("POST", "/api/v1/residents/{id}/unmask"): lambda c, who: (
+        f"/api/v1/residents/{c.resident}/unmask",
+        REASON,
+    ),
+    ("GET", "/api/v1/openapi.json"): lambda c, who: ("/api/v1/openapi.json", None),
+}
+
+#: Routes naming an object, and a path naming an object that does not exist.
+MISSING: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/doors/{id}/unlock"): "/api/v1/doors/999999/unlock",
+    ("GET", "/api/v1/commands/{id}"): "/api/v1/commands/" + "0" * 32,
+    ("GET", "/api/v1/residents/{id}"): "/api/v1/residents/999999",
+    ("POST", "/api/v1/residents/{id}/unmask"): "/api/v1/residents/999999/unmask",
+}
+
+
+def served_routes(client: TestClient) -> set[tuple[str, str]]:
+    """(method, path template) of every route registered in the app."""
+    out = set()
+    for route in client.app.router.routes():
+        resource = route.resource
+        assert resource is not None
+        out.add((route.method, resource.canonical))
+    return out
+
+
+async def _context(client: TestClient, seeded: Any, other: Any) -> Ctx:
+    credentials = {
+        who: (seeded.logins[who].login, seeded.logins[who].password)
+        for who in ("li", "zhang", "engineer", "admin", "auditor", "courier")
+    }
+    credentials["anonymous"] = credentials["li"]
+    credentials["other_admin"] = (other.logins["admin"].login, other.logins["admin"].password)
+    ctx = Ctx(seeded.door_b1_id, "", seeded.li_id, credentials)
+    token = await _token(client, ctx, "li")
+    resp = await client.post(
+        f"/api/v1/doors/{seeded.door_b1_id}/unlock", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status == 202
+    return Ctx(seeded.door_b1_id, (await resp.json())["command_id"], seeded.li_id, credentials)
+
+
+async def _token(client: TestClient, ctx: Ctx, who: str) -> str:
+    login, password = ctx.credentials[who]
+    resp = await client.post("/api/v1/sessions", json={"login": login, "password": password})
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["token"])
+
+
+def test_the_matrix_and_the_requests_cover_the_same_routes() -> None:
+    assert set(MATRIX) == set(REQUESTS)
+    assert all(len(row) == len(ROLES) for row in MATRIX.values())
+
+
+async def test_every_served_route_is_in_the_matrix(api: TestClient) -> None:
+    served = served_routes(api)
+    assert served - set(MATRIX) == set(), "routes served but absent from the matrix"
+    assert set(MATRIX) - served == set(), "routes in the matrix but not served"
+
+
+async def test_every_route_role_and_relationship(
+    api: TestClient, seeded: Any, site_factory: Any
+) -> None:
+    other = await site_factory(prefix="s2-", name="Other Court")
+    ctx = await _context(api, seeded, other)
+    mismatches = []
+    for route in sorted(served_routes(api)):
+        method, _ = route
+        expected_row = MATRIX[route]
+        for who, expected in zip(ROLES, expected_row, strict=True):
+            headers = {}
+            if who != "anonymous":
+                headers["Authorization"] = f"Bearer {await _token(api, ctx, who)}"
+            path, body = REQUESTS[route](ctx, who)
+            resp = await api.request(method, path, headers=headers, json=body)
+            if resp.status != expected:
+                mismatches.append((method, path, who, expected, resp.status, await resp.text()))
+            elif resp.status >= 400:
+                error = (await resp.json())["error"]
+                assert error["code"] in ("unauthenticated", "not_found"), (route, who, error)
+    assert mismatches == []
+
+
+async def test_denied_looks_exactly_like_missing(
+    api: TestClient, seeded: Any, site_factory: Any
+) -> None:
+    other = await site_factory(prefix="s2-", name="Other Court")
+    ctx = await _context(api, seeded, other)
+    for route, missing_path in MISSING.items():
+        method, _ = route
+        denied_row = MATRIX[route]
+        for who, expected in zip(ROLES, denied_row, strict=True):
+            if expected != 404:
+                continue
+            headers = {"Authorization": f"Bearer {await _token(api, ctx, who)}"}
+            path, body = REQUESTS[route](ctx, who)
+            denied = await api.request(method, path, headers=headers, json=body)
+            missing = await api.request(method, missing_path, headers=headers, json=body)
+            assert denied.status == missing.status == 404
+            assert await denied.json() == await missing.json(), (route, who)
+
+
+async def test_door_list_follows_the_relationship(
+    api: TestClient, seeded: Any, site_factory: Any
+) -> None:
+    other = await site_factory(prefix="s2-", name="Other Court")
+    ctx = await _context(api, seeded, other)
+
+    async def doors(who: str) -> list[int]:
+        headers = {"Authorization": f"Bearer {await _token(api, ctx, who)}"}
+        body = await (await api.get("/api/v1/doors", headers=headers)).json()
+        return [d["id"] for d in body["doors"]]
+
+    assert await doors("li") == [seeded.door_b1_id]
+    assert await doors("zhang") == [seeded.door_b2_id]
+    assert await doors("engineer") == [seeded.door_b1_id, seeded.door_b2_id]
+    assert await doors("other_admin") == [other.door_b1_id, other.door_b2_id]
