@@ -63,5 +63,8 @@ class CloudSettings(BaseModel):
     sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
     #: Longest ``?wait=`` a client may ask for on ``GET /api/v1/commands/{id}``.
     max_wait_s: float = Field(default=25.0, gt=0, le=25.0)
+    #: Where ``courtyard cloud run`` listens (behind a TLS-terminating proxy in production).
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
     #: Largest request body accepted; bodies here are a few hundred bytes.
     client_max_size: int = Field(default=64 * 1024, ge=1024, le=1 << 20)
