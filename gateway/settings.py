@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from devices.door.profile import MAX_PULSE_MS, MAX_RELAY, MIN_PULSE_MS, MIN_RELAY, is_valid_id
-from devices.door.topics import DEFAULT_PREFIX, DoorTopics
+from devices.door import (
+    DEFAULT_PREFIX,
+    MAX_PULSE_MS,
+    MAX_RELAY,
+    MIN_PULSE_MS,
+    MIN_RELAY,
+    DoorTopics,
+    is_valid_id,
+)
 
 __all__ = [
     "BrokerSettings",
@@ -39,7 +46,7 @@ class BrokerSettings(_Model):
     """Where an MQTT broker listens and how to log in."""
 
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
     protocol: Literal["5", "3.1.1"] = "5"
     username: str | None = None
     password: SecretStr | None = None
@@ -63,10 +70,10 @@ class DoorSettings(_Model):
 
     id: str
     device: str
-    relay: int = Field(1, ge=MIN_RELAY, le=MAX_RELAY)
-    pulse_ms: int = Field(3000, ge=MIN_PULSE_MS, le=MAX_PULSE_MS)
-    ack_timeout_ms: int = Field(2000, ge=50, le=30_000)
-    open_grace_ms: int = Field(500, ge=0, le=30_000)
+    relay: Annotated[int, Field(ge=MIN_RELAY, le=MAX_RELAY)] = 1
+    pulse_ms: Annotated[int, Field(ge=MIN_PULSE_MS, le=MAX_PULSE_MS)] = 3000
+    ack_timeout_ms: Annotated[int, Field(ge=50, le=30_000)] = 2000
+    open_grace_ms: Annotated[int, Field(ge=0, le=30_000)] = 500
     failure_policy: Literal["fail_secure", "fail_safe"] = "fail_secure"
 
     @field_validator("id")
@@ -88,29 +95,32 @@ class HttpSettings(_Model):
     """The local health and metrics endpoint (loopback by default; port 0 picks a free port)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(0, ge=0, le=65535)
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
 
 
 class UplinkSettings(_Model):
     """How events travel to the cloud: batch size, how many batches in flight, retry timing."""
 
-    batch_events: int = Field(500, ge=1, le=1000)
-    window: int = Field(8, ge=1, le=64)
-    ack_timeout_ms: int = Field(2000, ge=10, le=600_000)
-    max_backoff_ms: int = Field(30_000, ge=10, le=3_600_000)
+    batch_events: Annotated[int, Field(ge=1, le=1000)] = 500
+    window: Annotated[int, Field(ge=1, le=64)] = 8
+    ack_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 2000
+    max_backoff_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 30_000
 
 
 class GatewaySettings(_Model):
-    """Everything one gateway needs to run."""
+    """Everything one gateway needs to run.
+
+    Nested defaults are shared instances, which is safe because every model is frozen.
+    """
 
     id: str
     data_dir: Path
-    cloud: BrokerSettings = Field(default_factory=BrokerSettings)
-    site: SiteBrokerSettings = Field(default_factory=SiteBrokerSettings)
+    cloud: BrokerSettings = BrokerSettings()
+    site: SiteBrokerSettings = SiteBrokerSettings()
     cloud_keys: list[Path] = Field(default_factory=list)
     doors: list[DoorSettings] = Field(default_factory=list)
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    uplink: UplinkSettings = Field(default_factory=UplinkSettings)
+    http: HttpSettings = HttpSettings()
+    uplink: UplinkSettings = UplinkSettings()
     topic_root: str = "cy"
 
     @field_validator("id")

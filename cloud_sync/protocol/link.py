@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_sync.protocol.errors import LinkError
@@ -79,10 +81,13 @@ class MqttLink:
         min_backoff: float = 0.05,
         max_backoff: float = 5.0,
         max_inflight: int = 100,
+        session_expiry_s: int = 86_400,
     ) -> None:
         self.host, self.port, self.client_id = host, port, client_id
         self._v5 = protocol == "5"
         self._clean = clean
+        # MQTT 5 ends a session at disconnect unless the client asks for an expiry interval.
+        self._session_expiry_s = 0 if clean else session_expiry_s
         self._keepalive = keepalive
         self._min_backoff, self._max_backoff = min_backoff, max_backoff
         self._backoff = min_backoff
@@ -130,8 +135,10 @@ class MqttLink:
         self._loop = asyncio.get_running_loop()
         self._started = True
         if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self._session_expiry_s
             self._client.connect_async(
-                self.host, self.port, self._keepalive, clean_start=self._clean
+                self.host, self.port, self._keepalive, clean_start=self._clean, properties=props
             )
         else:
             self._client.connect_async(self.host, self.port, self._keepalive)
@@ -182,22 +189,37 @@ class MqttLink:
         if self._loop is None:
             raise LinkError("link not started")
         fut: asyncio.Future[None] = self._loop.create_future()
+        # paho.publish takes paho's own lock, which its network thread holds while it reports a
+        # PUBACK to _on_publish (which takes ours): never call paho while holding our lock.
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise LinkError(f"publish failed: {paho.error_string(info.rc)}")
+        if qos == 0:
+            self._expect_nowait(info.mid)
+            return
         with self._lock:
-            info = self._client.publish(topic, payload, qos, retain)
-            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                raise LinkError(f"publish failed: {paho.error_string(info.rc)}")
-            if qos == 0 or info.mid in self._early:
+            if info.mid in self._early:
+                # The PUBACK overtook us (reported before we could register): already done.
                 self._early.discard(info.mid)
-                fut.set_result(None)
-            else:
-                self._pending[info.mid] = fut
+                return
+            self._nowait.discard(info.mid)  # a stale entry from before the mid counter wrapped
+            self._pending[info.mid] = fut
         await fut
 
     def publish_nowait(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None:
         """Queue a publish without waiting for its PUBACK."""
-        self._client.publish(topic, payload, qos, retain)
+        info = self._client.publish(topic, payload, qos, retain)
+        self._expect_nowait(info.mid)
+
+    def _expect_nowait(self, mid: int) -> None:
+        # Nobody waits for this publish's completion; make sure its report leaves no trace.
+        with self._lock:
+            if mid in self._early:
+                self._early.discard(mid)
+            else:
+                self._nowait.add(mid)
 
     async def get(self) -> Message:
         """The next incoming message."""
@@ -256,13 +278,12 @@ class MqttLink:
         self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
     ) -> None:
         with self._lock:
-            if mid in self._nowait:
+            fut = self._pending.pop(mid, None)
+            if fut is None and mid in self._nowait:
                 self._nowait.discard(mid)
                 return
-            fut = self._pending.pop(mid, None)
             if fut is None:
-                # Only possible if paho completes a publish before publish() registered it; the
-                # lock held across both makes that unreachable today, but stay correct if not.
+                # The PUBACK arrived before publish()/publish_nowait() registered the mid.
                 self._early.add(mid)
                 return
         self._call(_resolve, fut)

@@ -1,0 +1,276 @@
+"""The gateway daemon: wires store, outbox, links, door driver, commands, uplink and health.
+
+``Gateway(settings).run()`` runs until cancelled; tests and the demo use it in-process::
+
+    async with Gateway(settings) as gw:
+        await gw.ready.wait()          # both links connected, subscriptions in place
+        ... gw.http_port ...
+
+Start-up order matters: the store opens (and refuses a foreign or newer database), commands left
+unfinished by an earlier run are failed (never finished late), ``gateway.started`` is outboxed,
+then the links connect and the supervised tasks start. Stopping cancels every task (an unlock
+under way ends ``failed``/``interrupted``), announces offline on both links, and closes links,
+HTTP server and database, leaving no task, thread or socket behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+from typing import Any
+
+import structlog
+
+from cloud_sync.protocol import GatewayTopics, MqttLink
+from gateway.command_log import CommandLog
+from gateway.commands import CommandReceiver
+from gateway.doors import DoorDriver
+from gateway.errors import ConfigError
+from gateway.health import HealthServer
+from gateway.metrics import GatewayMetrics
+from gateway.outbox import Outbox
+from gateway.presence import Presence
+from gateway.publisher import Publisher
+from gateway.replay import ReplayGuard
+from gateway.settings import BrokerSettings, GatewaySettings
+from gateway.store import Store
+from gateway.supervisor import Supervisor
+from gateway.uplink import Uplink
+from trust import KeyFileError, SafeClock, VerifyKey
+
+__all__ = ["GATEWAY_STARTED", "VERSION", "Gateway"]
+
+log = structlog.get_logger(__name__)
+
+GATEWAY_STARTED = "gateway.started"
+try:
+    VERSION = importlib.metadata.version("courtyard")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree without metadata
+    VERSION = "0.0.0"
+
+#: Accepted command records are kept this long (the per-key seq keeps guarding after that).
+_COMMAND_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+def _load_keys(settings: GatewaySettings) -> dict[str, VerifyKey]:
+    keys: dict[str, VerifyKey] = {}
+    for path in settings.cloud_keys:
+        try:
+            key = VerifyKey.load(path)
+        except KeyFileError as exc:
+            raise ConfigError("cloud_keys", exc.reason) from exc
+        keys[key.kid] = key
+    return keys
+
+
+def _link(broker: BrokerSettings, client_id: str, presence_topic: str, **kw: Any) -> MqttLink:
+    return MqttLink(
+        broker.host,
+        broker.port,
+        broker.client_id or client_id,
+        username=broker.username,
+        password=broker.password.get_secret_value() if broker.password else None,
+        protocol=broker.protocol,
+        clean=False,
+        will=Presence.will(presence_topic),
+        **kw,
+    )
+
+
+class Gateway:
+    """One gateway, runnable in-process (``run``) or as an async context manager."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.topics = GatewayTopics(settings.id, settings.topic_root)
+        self.metrics = GatewayMetrics()
+        self.ready = asyncio.Event()
+        self.http_port: int | None = None
+        self.supervisor = Supervisor()
+        self._stop = asyncio.Event()
+        self._started = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._presences: list[Presence] = []
+        self._cloud: MqttLink | None = None
+        self._site: MqttLink | None = None
+        self._outbox: Outbox | None = None
+        self._commands: CommandLog | None = None
+        self._driver: DoorDriver | None = None
+
+    # -- what tests and the health endpoint may look at ----------------------------------------
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox (available once started)."""
+        if self._outbox is None:
+            raise RuntimeError("the gateway is not running")
+        return self._outbox
+
+    @property
+    def commands(self) -> CommandLog:
+        """The local command records (available once started)."""
+        if self._commands is None:
+            raise RuntimeError("the gateway is not running")
+        return self._commands
+
+    @property
+    def site_presence_topic(self) -> str:
+        """Where the gateway announces itself on the site broker."""
+        return f"{self.settings.site.prefix}/gateway/{self.settings.id}/status"
+
+    def health(self) -> dict[str, Any]:
+        """The /healthz document."""
+        cloud_up = self._cloud is not None and self._cloud.connected
+        site_up = self._site is not None and self._site.connected
+        tasks = self.supervisor.states()
+        ok = cloud_up and site_up and all(state == "running" for state in tasks.values())
+        return {
+            "status": "ok" if ok else "degraded",
+            "gateway": self.settings.id,
+            "version": VERSION,
+            "cloud_link": "up" if cloud_up else "down",
+            "site_link": "up" if site_up else "down",
+            "outbox_pending": self._outbox.depth if self._outbox else None,
+            "tasks": tasks,
+            "doors": self._driver.doors() if self._driver else {},
+        }
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run in the background; returns once the store is open and HTTP is listening."""
+        if self._task is not None:
+            raise RuntimeError("a Gateway can be started once")
+        self._task = asyncio.create_task(self.run(), name=f"gateway:{self.settings.id}")
+        started = asyncio.create_task(self._started.wait())
+        await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await started
+        if self._task.done():
+            self._task.result()  # raises what stopped the start-up
+            raise RuntimeError("the gateway stopped during start-up")
+
+    async def stop(self) -> None:
+        """Stop cleanly and wait until everything is closed."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` (or cancellation)."""
+        s = self.settings
+        keys = _load_keys(s)
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        clock = SafeClock(s.data_dir / "clock")
+        store = Store(s.data_dir / "gateway.db", s.id)
+        try:
+            await self._run(store, clock, keys)
+        finally:
+            clock.flush()
+            store.close()
+            self._started.set()  # unblock start() if start-up failed
+            log.info("gateway.stopped", gateway=s.id)
+
+    async def _run(self, store: Store, clock: SafeClock, keys: dict[str, VerifyKey]) -> None:
+        s = self.settings
+        outbox = self._outbox = Outbox(store, clock=clock.now_ms, metrics=self.metrics)
+        commands = self._commands = CommandLog(store, outbox, clock.now_ms, self.metrics)
+        guard = ReplayGuard(store, keys, s.id, [d.id for d in s.doors])
+        commands.fail_unfinished()
+        guard.prune(clock.now_ms() - _COMMAND_RETENTION_MS)
+        with store.transaction() as tx:
+            outbox.append(tx, GATEWAY_STARTED, {"version": VERSION})
+
+        cloud = self._cloud = _link(
+            s.cloud, f"courtyard-gw-{s.id}", self.topics.up_status, manual_ack=True
+        )
+        site = self._site = _link(
+            s.site, f"courtyard-gw-{s.id}-site", self.site_presence_topic, manual_ack=True
+        )
+        driver = self._driver = DoorDriver(
+            s.doors, s.site.prefix, site, store, outbox, commands, self.metrics
+        )
+        # One QoS 1 publish in flight per link: see gateway.publisher for the deadlock it avoids.
+        cloud_out, site_out = Publisher(cloud), Publisher(site)
+        uplink = Uplink(cloud, cloud_out, self.topics, outbox, s.uplink, self.metrics)
+        receiver = CommandReceiver(
+            cloud,
+            store,
+            outbox,
+            guard,
+            commands,
+            driver,
+            clock.now_ms,
+            self.metrics,
+            self.supervisor.spawn,
+        )
+        cloud.subscribe(self.topics.down_ack, qos=1)
+        cloud.subscribe(self.topics.down_cmd, qos=1)
+        driver.subscribe()
+        self.metrics.watch_link("cloud", lambda: cloud.connects)
+        self.metrics.watch_link("site", lambda: site.connects)
+        self.metrics.watch_task_restarts(self.supervisor.restarts)
+
+        cloud_presence = Presence(
+            "cloud",
+            cloud,
+            cloud_out,
+            self.topics.up_status,
+            self._presence_changed,
+            uplink.on_link_up,
+        )
+        site_presence = Presence(
+            "site", site, site_out, self.site_presence_topic, self._presence_changed
+        )
+        self._presences = [cloud_presence, site_presence]
+
+        async def cloud_inbox() -> None:
+            while True:
+                message = await cloud.get()
+                if message.topic == self.topics.down_cmd:
+                    receiver.handle(message)
+                else:
+                    if message.topic == self.topics.down_ack:
+                        uplink.on_ack(message)
+                    cloud.ack(message)
+
+        sup = self.supervisor
+        sup.add("uplink", uplink.run)
+        sup.add("cloud-inbox", cloud_inbox)
+        sup.add("site-inbox", driver.run)
+        sup.add("cloud-presence", cloud_presence.run)
+        sup.add("site-presence", site_presence.run)
+
+        http = HealthServer(s.http, self.health, self.metrics)
+        await cloud.start()
+        await site.start()
+        try:
+            await http.start()
+            self.http_port = http.port
+            log.info("gateway.started", gateway=s.id, http_port=http.port, doors=len(s.doors))
+            self._started.set()
+            await sup.run(self._stop)
+        finally:
+            self.ready.clear()
+            for presence in self._presences:
+                await presence.announce_offline()
+            await cloud.stop()
+            await site.stop()
+            if http.port is not None:
+                await http.stop()
+
+    def _presence_changed(self) -> None:
+        if self._presences and all(p.ready for p in self._presences):
+            self.ready.set()
+        else:
+            self.ready.clear()

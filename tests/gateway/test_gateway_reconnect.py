@@ -1,0 +1,103 @@
+"""A broker restart: the gateway's links come back by themselves and nothing unacked is lost."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from courtyard.embedded_broker import free_port
+from gateway import Gateway, GatewaySettings
+from tests.gateway.harness import TIMEOUT, FakeCloud, make_settings
+
+
+class RestartableMosquitto:
+    """A private Mosquitto that can be killed and started again on the same port."""
+
+    def __init__(self, conf_dir: Path) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            pytest.skip("mosquitto is not installed")
+        self.exe = exe
+        self.port = free_port()
+        self.conf = conf_dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+            "persistence false\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                # A child process binding its port offers nothing to wait on but the port.
+                time.sleep(0.02)
+        raise RuntimeError("mosquitto did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[RestartableMosquitto]:
+    broker = RestartableMosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+async def test_links_recover_after_a_broker_restart_and_unacked_events_are_resent(
+    mosquitto: RestartableMosquitto,
+    tmp_path: Path,
+    cloud_key_file: Path,
+    start_gateway: Callable[..., Awaitable[Gateway]],
+) -> None:
+    settings: GatewaySettings = make_settings(
+        host="127.0.0.1",
+        port=mosquitto.port,
+        protocol="5",
+        data_dir=tmp_path / "gw",
+        key_files=[cloud_key_file],
+        # A retry timer far beyond the test: a second delivery can only come from the resend
+        # that follows a reconnect.
+        uplink={"ack_timeout_ms": 600_000},
+    )
+    cloud = FakeCloud("127.0.0.1", mosquitto.port, "5", Gateway(settings).topics, auto_ack=False)
+    await cloud.start()
+    try:
+        gw = await start_gateway(settings)
+        started = await cloud.wait_event("gateway.started")
+        assert gw.outbox.depth == 1
+
+        # The broker dies with the batch delivered but never acknowledged by the cloud.
+        mosquitto.kill()
+        mosquitto.start()
+
+        # Everything reconnects on its own, and the gateway sends the unacked event again.
+        await cloud.wait_for(
+            lambda c: sum(started in b.events for b in c.batches) >= 2, within=3 * TIMEOUT
+        )
+        assert gw.outbox.depth == 1  # still there: only the cloud's ack may remove it
+        metrics = gw.metrics.render().decode()
+        assert 'courtyard_gateway_link_reconnects_total{link="cloud"} 1.0' in metrics
+        await cloud.ack([started.seq])
+        await cloud.wait_for(lambda c: c.statuses.count(b'{"online":true,"v":1}') >= 2)
+    finally:
+        await cloud.stop()
