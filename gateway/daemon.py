@@ -31,7 +31,6 @@ from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outbox
 from gateway.presence import Presence
-from gateway.publisher import Publisher
 from gateway.replay import ReplayGuard
 from gateway.settings import BrokerSettings, GatewaySettings
 from gateway.store import Store
@@ -200,9 +199,7 @@ class Gateway:
         driver = self._driver = DoorDriver(
             s.doors, s.site.prefix, site, store, outbox, commands, self.metrics
         )
-        # One QoS 1 publish in flight per link: see gateway.publisher for the deadlock it avoids.
-        cloud_out, site_out = Publisher(cloud), Publisher(site)
-        uplink = Uplink(cloud, cloud_out, self.topics, outbox, s.uplink, self.metrics)
+        uplink = Uplink(cloud, self.topics, outbox, s.uplink, self.metrics)
         receiver = CommandReceiver(
             cloud,
             store,
@@ -224,14 +221,11 @@ class Gateway:
         cloud_presence = Presence(
             "cloud",
             cloud,
-            cloud_out,
             self.topics.up_status,
             self._presence_changed,
             uplink.on_link_up,
         )
-        site_presence = Presence(
-            "site", site, site_out, self.site_presence_topic, self._presence_changed
-        )
+        site_presence = Presence("site", site, self.site_presence_topic, self._presence_changed)
         self._presences = [cloud_presence, site_presence]
 
         async def cloud_inbox() -> None:

@@ -19,7 +19,6 @@ from collections.abc import Callable
 import structlog
 
 from cloud_sync.protocol import LinkError, MqttLink, Will
-from gateway.publisher import Publisher
 
 __all__ = ["OFFLINE", "ONLINE", "Presence"]
 
@@ -40,14 +39,12 @@ class Presence:
         self,
         name: str,
         link: MqttLink,
-        publisher: Publisher,
         topic: str,
         on_change: Callable[[], None],
         on_connect: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
         self._link = link
-        self._publisher = publisher
         self._topic = topic
         self._on_change = on_change
         self._on_connect = on_connect
@@ -66,9 +63,7 @@ class Presence:
                 await self._link.wait_connected()
                 if self._link.connects != announced:
                     announced = self._link.connects
-                    await self._publisher.publish(
-                        self._topic, ONLINE, retain=True, wait=_ANNOUNCE_TIMEOUT_S
-                    )
+                    await self._publish(ONLINE, _ANNOUNCE_TIMEOUT_S)
                     log.info("link.up", link=self.name, connects=announced)
                     self._on_connect()
                     self._set(True)
@@ -89,8 +84,12 @@ class Presence:
         if not self._link.connected:
             return
         try:
-            await self._publisher.publish(
-                self._topic, OFFLINE, retain=True, wait=_OFFLINE_TIMEOUT_S
-            )
+            await self._publish(OFFLINE, _OFFLINE_TIMEOUT_S)
         except (TimeoutError, LinkError):
             log.warning("link.offline_unannounced", link=self.name)
+
+    async def _publish(self, status: bytes, within: float) -> None:
+        # Giving up on the PUBACK does not withdraw the message: paho still sends it, in order
+        # with whatever this link publishes next, so a later status still lands after it.
+        async with asyncio.timeout(within):
+            await self._link.publish(self._topic, status, qos=1, retain=True)

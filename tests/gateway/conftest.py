@@ -1,5 +1,6 @@
 """Fixtures that run real gateways in-process against the real broker.
 
+* ``mosquitto``: a private :class:`RestartableMosquitto` (for broker restarts and stalls);
 * ``cloud_key`` / ``cloud_key_file``: the cloud's command-signing key and its ``.pub`` file;
 * ``gateway_settings(**overrides)``: settings for a fresh gateway on the ``broker`` fixture;
 * ``start_gateway(settings)``: a started, ready :class:`Gateway`, stopped after the test;
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,20 @@ from tests.gateway.harness import (
     TIMEOUT,
     CommandSigner,
     FakeCloud,
+    RestartableMosquitto,
     make_settings,
     unique,
 )
 from trust import SigningKey
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[RestartableMosquitto]:
+    """A private Mosquitto of the test's own, to kill, restart or pause."""
+    broker = RestartableMosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.kill()
 
 
 @pytest.fixture
@@ -73,8 +84,9 @@ async def _clear_retained(broker: BrokerInfo, topics: list[str]) -> None:
         with contextlib.suppress(Exception):
             await link.wait_connected(TIMEOUT)
             async with asyncio.timeout(TIMEOUT):
-                for topic in topics:  # one at a time: see gateway.publisher
-                    await link.publish(topic, b"", qos=1, retain=True)
+                await asyncio.gather(
+                    *(link.publish(topic, b"", qos=1, retain=True) for topic in topics)
+                )
 
 
 @pytest.fixture

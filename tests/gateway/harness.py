@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import signal
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from cloud_sync.protocol import (
     Ack,
@@ -27,7 +33,9 @@ from cloud_sync.protocol import (
     coalesce_ranges,
     sign_command,
 )
+from courtyard.embedded_broker import free_port
 from gateway import BrokerSettings, DoorSettings, GatewaySettings, SiteBrokerSettings
+from tests.conftest import BrokerInfo
 from trust import SigningKey
 
 TIMEOUT = 10.0
@@ -64,6 +72,62 @@ async def subscribed_link(
     return link, early
 
 
+class RestartableMosquitto:
+    """A private Mosquitto that can be killed and started again on the same port, or paused."""
+
+    def __init__(self, conf_dir: Path) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            pytest.skip("mosquitto is not installed")
+        self.exe = exe
+        self.port = free_port()
+        self.conf = conf_dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+            "persistence false\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def info(self) -> BrokerInfo:
+        """Where it listens, in the form the ``broker`` fixture gives."""
+        return BrokerInfo("127.0.0.1", self.port, "5", "mosquitto")
+
+    def start(self) -> None:
+        """Start the broker and wait until it accepts connections."""
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                # A child process binding its port offers nothing to wait on but the port.
+                time.sleep(0.02)
+        raise RuntimeError("mosquitto did not start")
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open, nothing is answered (a stalled broker)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused broker carry on where it stopped."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """Kill the broker (paused or not) the way a crash would."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
 @dataclass
 class FakeCloud:
     """The cloud side of one gateway's link, for tests: records events, acks them on demand."""
@@ -79,14 +143,10 @@ class FakeCloud:
     _link: MqttLink | None = None
     _task: asyncio.Task[None] | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    # MqttLink.publish can deadlock with a second QoS 1 publish in flight (see gateway.publisher):
-    # the fake cloud, too, publishes one message at a time.
-    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Publish at QoS 1 and wait for the PUBACK, never two at once."""
-        async with self._one_at_a_time:
-            await self.link.publish(topic, payload, qos=1, retain=retain)
+        """Publish at QoS 1 and wait for the PUBACK."""
+        await self.link.publish(topic, payload, qos=1, retain=retain)
 
     async def start(self) -> FakeCloud:
         """Connect and subscribe to the gateway's up topics."""

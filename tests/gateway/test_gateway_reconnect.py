@@ -2,65 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-
-from courtyard.embedded_broker import free_port
 from gateway import Gateway, GatewaySettings
-from tests.gateway.harness import TIMEOUT, FakeCloud, make_settings
-
-
-class RestartableMosquitto:
-    """A private Mosquitto that can be killed and started again on the same port."""
-
-    def __init__(self, conf_dir: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            pytest.skip("mosquitto is not installed")
-        self.exe = exe
-        self.port = free_port()
-        self.conf = conf_dir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-            "persistence false\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                # A child process binding its port offers nothing to wait on but the port.
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[RestartableMosquitto]:
-    broker = RestartableMosquitto(tmp_path)
-    broker.start()
-    yield broker
-    broker.kill()
+from tests.gateway.harness import TIMEOUT, FakeCloud, RestartableMosquitto, make_settings
 
 
 async def test_links_recover_after_a_broker_restart_and_unacked_events_are_resent(

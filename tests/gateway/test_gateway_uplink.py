@@ -12,10 +12,15 @@ import pytest
 
 from cloud_sync.protocol import Event, GatewayTopics
 from gateway import GatewayMetrics, Outbox, Store, UplinkSettings
-from gateway.publisher import Publisher
 from gateway.uplink import Uplink
 from tests.conftest import BrokerInfo
-from tests.gateway.harness import TIMEOUT, FakeCloud, subscribed_link, unique
+from tests.gateway.harness import (
+    TIMEOUT,
+    FakeCloud,
+    RestartableMosquitto,
+    subscribed_link,
+    unique,
+)
 
 
 @dataclass
@@ -44,17 +49,17 @@ async def rig(
     broker: BrokerInfo, tmp_path: Path
 ) -> AsyncIterator[Callable[..., contextlib.AbstractAsyncContextManager[Rig]]]:
     @contextlib.asynccontextmanager
-    async def build(*, auto_ack: bool = True, **uplink: int) -> AsyncIterator[Rig]:
+    async def build(
+        *, auto_ack: bool = True, on: BrokerInfo = broker, **uplink: int
+    ) -> AsyncIterator[Rig]:
         gw = unique("gw")
         topics = GatewayTopics(gw)
         metrics = GatewayMetrics()
         with Store(tmp_path / f"{gw}.db", gw) as store:
             outbox = Outbox(store, metrics=metrics)
-            link, _ = await subscribed_link(
-                broker.host, broker.port, broker.protocol, [topics.down_ack]
-            )
-            up = Uplink(link, Publisher(link), topics, outbox, UplinkSettings(**uplink), metrics)
-            cloud = FakeCloud(broker.host, broker.port, broker.protocol, topics, auto_ack=auto_ack)
+            link, _ = await subscribed_link(on.host, on.port, on.protocol, [topics.down_ack])
+            up = Uplink(link, topics, outbox, UplinkSettings(**uplink), metrics)
+            cloud = FakeCloud(on.host, on.port, on.protocol, topics, auto_ack=auto_ack)
 
             acked = asyncio.Condition()
 
@@ -148,3 +153,68 @@ async def test_a_new_event_leaves_at_once(rig) -> None:  # type: ignore[no-untyp
         [event] = r.append(1)
         await r.cloud.wait_for(lambda c: event.id in c.events)
         assert loop.time() - started < 5  # a generous bound: the point is it did not wait 600 s
+
+
+async def test_a_steady_trickle_of_acks_causes_no_resend(rig) -> None:  # type: ignore[no-untyped-def]
+    # A slow pipe: the cloud acks one batch every 100 ms, so the last of a full window waits 800 ms
+    # for its ack, twice the ack timeout, while acks never stop flowing. A batch's timer starts
+    # when it becomes the oldest in flight, not when it was handed to the link, so none is resent.
+    async with rig(auto_ack=False, batch_events=1, window=8, ack_timeout_ms=400) as r:
+        r.append(16)
+        for seq in range(1, 17):
+            await r.cloud.wait_for(lambda c, seq=seq: seq in sent_seqs(c))
+            await asyncio.sleep(0.1)
+            await r.cloud.ack([seq])
+        await r.drained()
+
+        assert r.metrics.batch_resends._value.get() == 0
+        assert sent_seqs(r.cloud) == list(range(1, 17))
+
+
+async def test_the_oldest_batch_is_resent_while_later_ones_are_acked(rig) -> None:  # type: ignore[no-untyped-def]
+    # Acks for later batches are no progress for the oldest: its timer keeps running while
+    # fresh events come and go, and the whole range is sent again from its seq.
+    async with rig(auto_ack=False, batch_events=1, window=4, ack_timeout_ms=200) as r:
+
+        async def trickle() -> None:
+            while True:
+                r.append(1)
+                await asyncio.sleep(0.05)
+
+        async def ack_all_but_the_first() -> None:
+            acked = {1}
+            while True:
+                fresh = await r.cloud.wait_for(lambda c, acked=acked: set(sent_seqs(c)) - acked)
+                acked |= fresh
+                await r.cloud.ack(sorted(fresh))
+
+        tasks = [asyncio.create_task(trickle()), asyncio.create_task(ack_all_but_the_first())]
+        try:
+            await r.cloud.wait_for(lambda c: sent_seqs(c).count(1) >= 2)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert r.metrics.batch_resends._value.get() >= 1
+        assert r.outbox.pending(1)[0].seq == 1
+
+
+async def test_a_stalled_broker_is_handed_at_most_a_window_of_batches(  # type: ignore[no-untyped-def]
+    rig, mosquitto: RestartableMosquitto
+) -> None:
+    # The broker stops answering (no PUBACK, no ack) but keeps the connection. The ack timeout
+    # fires and the uplink goes back to resend, yet it gives the link no more batches while the
+    # ones it has are unconfirmed; when the broker carries on, everything arrives.
+    async with rig(on=mosquitto.info, batch_events=10, window=3, ack_timeout_ms=100) as r:
+        mosquitto.pause()
+        try:
+            r.append(100)
+            # Nothing to wait on but time: the first ack timeout, and five more had it kept going.
+            await asyncio.sleep(0.6)
+            assert r.metrics.batch_resends._value.get() >= 1
+            assert r.metrics.batches_sent._value.get() == 3
+        finally:
+            mosquitto.resume()
+
+        await r.drained()
+        assert {e.seq for e in r.cloud.events.values()} == set(range(1, 101))
