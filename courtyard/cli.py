@@ -157,6 +157,65 @@ def sim_door(
         run_simulators(device, host=host or "127.0.0.1", port=int(port), prefix=prefix)
 
 
+ListenOpt = Annotated[str, typer.Option(help="host:port to serve the line on (127.0.0.1 only).")]
+
+
+def _listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if host not in ("", "127.0.0.1", "localhost"):
+        raise typer.BadParameter("simulators listen on 127.0.0.1 only")
+    return "127.0.0.1", int(port)
+
+
+@sim_app.command("dlt645")
+def sim_dlt645(
+    listen: ListenOpt = "127.0.0.1:0",
+    meters: Annotated[int, typer.Option(help="Meters on the line.", min=1, max=250)] = 8,
+    prepaid: Annotated[int, typer.Option(help="How many of them are prepaid.", min=0)] = 0,
+    baud: Annotated[int, typer.Option(help="Line rate used for pacing.")] = 2400,
+    pace: Annotated[bool, typer.Option(help="Release bytes at the line rate (8E1).")] = False,
+) -> None:
+    """Simulate DL/T 645-2007 electricity meters on one RS-485 line behind socket://."""
+    from courtyard.simulate import dlt645_devices, make_dlt645_framer, serve
+
+    host, port = _listen(listen)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(
+            make_dlt645_framer(),
+            dlt645_devices(meters, prepaid),
+            host=host,
+            port=port,
+            baud=baud,
+            char_bits=11,
+            pace=pace,
+            echo=typer.echo,
+        )
+
+
+@sim_app.command("lockboard")
+def sim_lockboard(
+    listen: ListenOpt = "127.0.0.1:0",
+    boards: Annotated[int, typer.Option(help="Lock boards on the line.", min=1, max=16)] = 1,
+    baud: Annotated[int, typer.Option(help="Line rate used for pacing.")] = 19200,
+    pace: Annotated[bool, typer.Option(help="Release bytes at the line rate (8N1).")] = False,
+) -> None:
+    """Simulate Kerong KR-CU16-style lock control boards on one RS-485 line behind socket://."""
+    from courtyard.simulate import lockboard_devices, make_lockboard_framer, serve
+
+    host, port = _listen(listen)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(
+            make_lockboard_framer(),
+            lockboard_devices(boards),
+            host=host,
+            port=port,
+            baud=baud,
+            char_bits=10,
+            pace=pace,
+            echo=typer.echo,
+        )
+
+
 def main() -> None:
     """Entry point of the ``courtyard`` console script."""
     app()
