@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from cloud_sync.protocol import GatewayTopics, MqttLink
+from gateway.buses import Buses
 from gateway.command_log import CommandLog
 from gateway.commands import CommandReceiver
 from gateway.doors import DoorDriver
@@ -96,6 +97,7 @@ class Gateway:
         self._outbox: Outbox | None = None
         self._commands: CommandLog | None = None
         self._driver: DoorDriver | None = None
+        self._buses: Buses | None = None
 
     # -- what tests and the health endpoint may look at ----------------------------------------
 
@@ -114,6 +116,13 @@ class Gateway:
         return self._commands
 
     @property
+    def buses(self) -> Buses:
+        """The RS-485 buses, meter reader and lockers (available once started)."""
+        if self._buses is None:
+            raise RuntimeError("the gateway is not running")
+        return self._buses
+
+    @property
     def site_presence_topic(self) -> str:
         """Where the gateway announces itself on the site broker."""
         return f"{self.settings.site.prefix}/gateway/{self.settings.id}/status"
@@ -124,7 +133,9 @@ class Gateway:
         site_up = self._site is not None and self._site.connected
         tasks = self.supervisor.states()
         ok = cloud_up and site_up and all(state == "running" for state in tasks.values())
-        return {
+        buses = self._buses
+        ok = ok and not (buses is not None and buses.degraded)
+        report = {
             "status": "ok" if ok else "degraded",
             "gateway": self.settings.id,
             "version": VERSION,
@@ -134,6 +145,9 @@ class Gateway:
             "tasks": tasks,
             "doors": self._driver.doors() if self._driver else {},
         }
+        if self.settings.buses:
+            report["buses"] = buses.health() if buses is not None else {}
+        return report
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -200,6 +214,7 @@ class Gateway:
             s.doors, s.site.prefix, site, store, outbox, commands, self.metrics
         )
         uplink = Uplink(cloud, self.topics, outbox, s.uplink, self.metrics)
+        buses = self._buses = Buses(s, store, outbox, self.metrics)
         receiver = CommandReceiver(
             cloud,
             store,
@@ -244,6 +259,8 @@ class Gateway:
         sup.add("site-inbox", driver.run)
         sup.add("cloud-presence", cloud_presence.run)
         sup.add("site-presence", site_presence.run)
+        for name, factory in buses.tasks():
+            sup.add(name, factory)
 
         http = HealthServer(s.http, self.health, self.metrics)
         await cloud.start()
@@ -258,6 +275,7 @@ class Gateway:
             self.ready.clear()
             for presence in self._presences:
                 await presence.announce_offline()
+            await buses.close()
             await cloud.stop()
             await site.stop()
             if http.port is not None:

@@ -9,11 +9,13 @@ them instead of being copied into gauges.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from gateway.bus_stats import DeviceSnapshot
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -27,6 +29,8 @@ class _LiveCollector(Collector):
         self.outbox_depth: Callable[[], int] = lambda: 0
         self.link_connects: dict[str, Callable[[], int]] = {}
         self.task_restarts: Callable[[], dict[str, int]] = dict
+        self.bus_devices: Callable[[], Sequence[DeviceSnapshot]] = list
+        self.bus_ports: Callable[[], dict[str, bool | None]] = dict
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
@@ -50,6 +54,43 @@ class _LiveCollector(Collector):
         for task, count in sorted(self.task_restarts().items()):
             restarts.add_metric([task], count)
         yield restarts
+        yield from self._bus_metrics()
+
+    def _bus_metrics(self) -> Iterable[Metric]:
+        # Read from the owners' statistics at scrape time: one source of truth, no double counting.
+        up = GaugeMetricFamily(
+            "courtyard_gateway_bus_up",
+            "1 while the bus's port is open and working.",
+            labels=["bus"],
+        )
+        for bus, state in sorted(self.bus_ports().items()):
+            up.add_metric([bus], 1 if state else 0)
+        yield up
+        families = {
+            name: CounterMetricFamily(
+                f"courtyard_gateway_bus_device_{name}", text, labels=["bus", "device"]
+            )
+            for name, text in (
+                ("requests", "Requests (attempts) sent to the device."),
+                ("replies", "Accepted replies from the device."),
+                ("timeouts", "Attempts that ended without an accepted reply."),
+                ("checksum_errors", "Frames from the device's exchanges with a bad checksum."),
+                ("garbage_bytes", "Noise bytes received during the device's exchanges."),
+            )
+        }
+        online = GaugeMetricFamily(
+            "courtyard_gateway_bus_device_online",
+            "1 online, 0 offline (absent while unknown).",
+            labels=["bus", "device"],
+        )
+        for snap in self.bus_devices():
+            labels = [snap.bus, snap.device]
+            for name, family in families.items():
+                family.add_metric(labels, getattr(snap, name))
+            if snap.online is not None:
+                online.add_metric(labels, 1 if snap.online else 0)
+        yield from families.values()
+        yield online
 
 
 class GatewayMetrics:
@@ -102,6 +143,14 @@ class GatewayMetrics:
             ["source"],
             registry=r,
         )
+        self.bus_latency = Histogram(
+            "courtyard_gateway_bus_latency_seconds",
+            "Request to accepted reply, per device.",
+            ["bus", "device"],
+            # Few buckets: thousands of meters times every bucket is a lot of series.
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0),
+            registry=r,
+        )
         self._live = _LiveCollector()
         r.register(self._live)
 
@@ -116,6 +165,15 @@ class GatewayMetrics:
     def watch_task_restarts(self, read: Callable[[], dict[str, int]]) -> None:
         """Report per-task restart counts."""
         self._live.task_restarts = read
+
+    def watch_buses(
+        self,
+        devices: Callable[[], Sequence[DeviceSnapshot]],
+        ports: Callable[[], dict[str, bool | None]],
+    ) -> None:
+        """Report per-device bus statistics and per-bus port state from their owners."""
+        self._live.bus_devices = devices
+        self._live.bus_ports = ports
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

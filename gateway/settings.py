@@ -27,9 +27,12 @@ from devices.door import (
 
 __all__ = [
     "BrokerSettings",
+    "BusSettings",
     "DoorSettings",
     "GatewaySettings",
     "HttpSettings",
+    "LockBoardSettings",
+    "MeterSettings",
     "SiteBrokerSettings",
     "UplinkSettings",
 ]
@@ -107,6 +110,109 @@ class UplinkSettings(_Model):
     max_backoff_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 30_000
 
 
+class BusSettings(_Model):
+    """One RS-485 line: where it is (a ``serial_for_url`` URL) and its line settings.
+
+    ``url`` is anything pyserial opens: ``/dev/ttyUSB0`` (better a udev name such as
+    ``/dev/rs485-meters-a``), ``socket://10.0.0.5:4001`` for an RS-485-to-Ethernet server, or
+    ``loop://``. The port is opened once with these settings and never reconfigured (a pty refuses
+    a second termios call). ``timeout_ms`` is how long a device may take to finish its reply after
+    the request left the wire, and must exceed the slowest device's response delay (DL/T 645 allows
+    500 ms) or its late reply collides with the next request. ``gap_ms`` is the idle time the
+    owner keeps between the last byte on the line and its next request; ``None`` takes the rule
+    of the protocols on the bus (Modbus RTU: 3.5 character times). ``offline_after`` consecutive
+    failed exchanges mark a device offline.
+    """
+
+    name: str
+    url: str
+    baud: Annotated[int, Field(ge=300, le=921_600)] = 2400
+    parity: Literal["N", "E", "O"] = "E"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+    timeout_ms: Annotated[int, Field(ge=10, le=10_000)] = 1000
+    gap_ms: Annotated[float, Field(ge=0, le=1000)] | None = None
+    retries: Annotated[int, Field(ge=0, le=5)] = 1
+    offline_after: Annotated[int, Field(ge=1, le=100)] = 3
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise ValueError("a bus name is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+    @property
+    def char_bits(self) -> int:
+        """Bits one character takes on the line: start, data, parity, stop."""
+        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+
+
+_METER_VALUES = frozenset(
+    {
+        "energy_kwh",
+        "voltage_v",
+        "current_a",
+        "power_kw",
+        "relay",
+        "balance_yuan",
+        "volume_m3",
+        "valve",
+    }
+)
+
+
+class MeterSettings(_Model):
+    """One meter on a bus: its protocol, its address, how often to read it and what.
+
+    ``address`` is what the nameplate says: 12 digits for DL/T 645 (``001500076004``; the driver
+    sends it low byte first), the unit id for Modbus (``1``..``247``), 14 digits for CJ/T 188.
+    ``interval_s`` 0 reads the meter again as soon as its last read finished (a continuous cycle).
+    """
+
+    id: str
+    bus: str
+    protocol: Literal["dlt645", "modbus", "cjt188"] = "dlt645"
+    address: str
+    interval_s: Annotated[float, Field(ge=0, le=86_400)] = 900
+    values: tuple[str, ...] = ("energy_kwh",)
+    model: str | None = None
+    """Modbus register map (``sdm120``, ``sdm630``, ``water``); CJ/T 188: DI order."""
+    timeout_ms: Annotated[int, Field(ge=10, le=10_000)] | None = None
+    """Overrides the bus's reply timeout for this meter."""
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_identifier(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise ValueError("a meter id is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+    @field_validator("values")
+    @classmethod
+    def _values_are_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - _METER_VALUES)
+        if unknown or not value:
+            raise ValueError(f"values must be some of {sorted(_METER_VALUES)}; not {unknown}")
+        return value
+
+
+class LockBoardSettings(_Model):
+    """One lock control board (Kerong KR-CU16 style) on a bus, at DIP-switch address ``board``."""
+
+    id: str
+    bus: str
+    board: Annotated[int, Field(ge=0, le=15)]
+    locks: Annotated[int, Field(ge=1, le=16)] = 16
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_identifier(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise ValueError("a lock board id is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+
 class GatewaySettings(_Model):
     """Everything one gateway needs to run.
 
@@ -122,6 +228,9 @@ class GatewaySettings(_Model):
     http: HttpSettings = HttpSettings()
     uplink: UplinkSettings = UplinkSettings()
     topic_root: str = "cy"
+    buses: list[BusSettings] = Field(default_factory=list)
+    meters: list[MeterSettings] = Field(default_factory=list)
+    lockboards: list[LockBoardSettings] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -147,6 +256,34 @@ class GatewaySettings(_Model):
         if len(set(devices)) != len(devices):
             raise ValueError("each door needs its own controller device")
         return self
+
+    @model_validator(mode="after")
+    def _bus_inventory_is_consistent(self) -> GatewaySettings:
+        buses = [b.name for b in self.buses]
+        if len(set(buses)) != len(buses):
+            raise ValueError("bus names must be unique")
+        urls = [b.url for b in self.buses]
+        if len(set(urls)) != len(urls):
+            raise ValueError("two buses cannot share a port: one owner per bus")
+        ids = [m.id for m in self.meters] + [b.id for b in self.lockboards]
+        if len(set(ids)) != len(ids):
+            raise ValueError("meter and lock board ids must be unique")
+        placed = [(m.id, m.bus) for m in self.meters] + [(b.id, b.bus) for b in self.lockboards]
+        for device, bus in placed:
+            if bus not in buses:
+                raise ValueError(f"{device} is on bus {bus!r}, which is not configured")
+        # Two devices answering the same address on one line would collide on every request.
+        addresses: list[tuple[str, str, str]] = [
+            (m.bus, m.protocol, m.address) for m in self.meters
+        ]
+        addresses += [(b.bus, "lockboard", str(b.board)) for b in self.lockboards]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("two devices of one protocol share an address on one bus")
+        return self
+
+    def bus(self, name: str) -> BusSettings | None:
+        """The bus called ``name``, if configured."""
+        return next((b for b in self.buses if b.name == name), None)
 
     def door(self, door_id: str) -> DoorSettings | None:
         """The door with ``door_id``, if configured."""
