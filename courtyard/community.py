@@ -12,7 +12,7 @@ import os
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web as aioweb
 from sqlmodel import select
@@ -26,11 +26,19 @@ from cloud_sync.service.settings import BrokerSettings as CloudBroker
 from cloud_sync.service.settings import CloudSettings
 from cloud_sync.service.tables import Site
 from courtyard.seed import CommunityAccount, CommunityPlan, default_plan, seed_community
+from courtyard.simulate import (
+    dlt645_devices,
+    lockboard_devices,
+    make_dlt645_framer,
+    make_lockboard_framer,
+)
 from courtyard.web_mount import mount_pages
+from devices.dlt645 import Dlt645Meter
 from devices.door import Behaviour, DoorSimulator
+from devices.serialbus import BusServer
 from gateway import DoorSettings, Gateway, GatewaySettings
 from gateway.settings import BrokerSettings as GatewayBroker
-from gateway.settings import SiteBrokerSettings
+from gateway.settings import BusSettings, LockBoardSettings, MeterSettings, SiteBrokerSettings
 from trust import write_secret
 
 __all__ = ["Community"]
@@ -57,6 +65,8 @@ class Community:
         command_ttl_ms: int = 30_000,
         pulse_ms: int = 3000,
         behaviour: Behaviour = Behaviour.WALK_THROUGH,
+        rs485: bool = False,
+        meter_interval_s: float = 30.0,
     ) -> None:
         self.data_dir = data_dir
         self.plan = plan or default_plan()
@@ -74,6 +84,11 @@ class Community:
         self.command_ttl_ms = command_ttl_ms
         self.pulse_ms = pulse_ms
         self.behaviour = behaviour
+        # Simulated RS-485 lines (DL/T 645 meters, a lock board) behind socket:// when asked.
+        self.rs485 = rs485
+        self.meter_interval_s = meter_interval_s
+        self.buses: dict[str, BusServer] = {}
+        self._meter_devices: list[Dlt645Meter] = []
         self.accounts: list[CommunityAccount] = []
         self.simulators: dict[str, DoorSimulator] = {}
         self.gateway: Gateway | None = None
@@ -100,6 +115,39 @@ class Community:
             command_ttl_ms=self.command_ttl_ms,
         )
 
+    def _rs485_settings(self) -> dict[str, Any]:
+        if not self.buses:
+            return {}
+        meters = self.buses["meters-1"]
+        lockers = self.buses["lockers-a"]
+        return {
+            "buses": [
+                BusSettings(name="meters-1", url=meters.url, baud=2400, parity="E"),
+                BusSettings(name="lockers-a", url=lockers.url, baud=19200, parity="N"),
+            ],
+            "meters": [
+                MeterSettings(
+                    id=f"em-{device.address[-4:]}",
+                    bus="meters-1",
+                    protocol="dlt645",
+                    address=device.address,
+                    interval_s=self.meter_interval_s,
+                    values=("energy_kwh", "voltage_v", "power_kw"),
+                )
+                for device in self._meter_devices
+            ],
+            "lockboards": [LockBoardSettings(id="bank-a-0", bus="lockers-a", board=0)],
+        }
+
+    def _start_buses(self) -> None:
+        self._meter_devices = dlt645_devices(6, prepaid=2)
+        self.buses["meters-1"] = BusServer(make_dlt645_framer(), self._meter_devices, baud=2400)
+        self.buses["lockers-a"] = BusServer(
+            make_lockboard_framer(), lockboard_devices(1), baud=19200, char_bits=10
+        )
+        for server in self.buses.values():
+            server.start()
+
     def gateway_settings(self) -> GatewaySettings:
         """The gateway's settings: the same broker serves as cloud and site broker here."""
         host, port, protocol = self.broker
@@ -115,6 +163,7 @@ class Community:
                 DoorSettings(id=d.local_id, device=f"ctrl-{d.local_id}") for d in self.plan.doors
             ],
             topic_root=self.topic_root,
+            **self._rs485_settings(),
         )
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -147,6 +196,8 @@ class Community:
             )
             sim.start()
             self.simulators[door.local_id] = sim
+        if self.rs485:
+            self._start_buses()
         self.gateway = Gateway(self.gateway_settings())
         await self.gateway.start()
 
@@ -164,6 +215,8 @@ class Community:
             await self.gateway.stop()
         for sim in self.simulators.values():
             sim.stop()
+        for server in self.buses.values():
+            server.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 

@@ -22,6 +22,8 @@ async def run_demo(*, data_dir: Path, http_port: int, mqtt_port: int = 0) -> Non
         broker_port=broker.port,
         broker_protocol="3.1.1",
         http_port=http_port,
+        rs485=True,
+        meter_interval_s=15.0,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -44,6 +46,7 @@ def _announce(community: Community, broker: EmbeddedBroker) -> None:
         f"  MQTT broker (embedded, MQTT 3.1.1): 127.0.0.1:{broker.port}",
         f"  data, databases and keys: {community.data_dir}",
         f"  demo logins (generated passwords): {community.accounts_file}",
+        *(f"  RS-485 line {name}: {bus.url}" for name, bus in community.buses.items()),
         "",
     ]
     for a in community.accounts:
