@@ -33,10 +33,10 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.brokers import PrivateMosquitto  # noqa: E402
-from cloud_sync.protocol import MqttLink  # noqa: E402
-from cloud_sync.service.db import Database  # noqa: E402
-from courtyard.community import Community  # noqa: E402
+from bench.brokers import PrivateMosquitto
+from cloud_sync.protocol import MqttLink
+from cloud_sync.service.db import Database
+from courtyard.community import Community
 
 TERMINAL = {"opened", "released_not_opened", "rejected", "failed", "expired"}
 
