@@ -157,16 +157,23 @@ _METER_VALUES = frozenset(
         "relay",
         "balance_yuan",
         "volume_m3",
+        "flow_m3h",
         "valve",
     }
 )
+
+# Modbus RTU unit ids a meter may have (0 is broadcast, 248..255 reserved), written plainly.
+_MODBUS_UNIT = re.compile(r"[1-9][0-9]{0,2}")
 
 
 class MeterSettings(_Model):
     """One meter on a bus: its protocol, its address, how often to read it and what.
 
     ``address`` is what the nameplate says: 12 digits for DL/T 645 (``001500076004``; the driver
-    sends it low byte first), the unit id for Modbus (``1``..``247``), 14 digits for CJ/T 188.
+    sends it low byte first), the unit id for Modbus (``1``..``247``, no leading zero), 14 digits
+    for CJ/T 188. A Modbus meter also names its register map (``model``); a CJ/T 188 meter may say
+    its type (``meter_type``, cold water by default) and the byte order its firmware expects for
+    data identifiers (``di_order``, the standard's high byte first by default).
     ``interval_s`` 0 reads the meter again as soon as its last read finished (a continuous cycle).
     """
 
@@ -176,8 +183,14 @@ class MeterSettings(_Model):
     address: str
     interval_s: Annotated[float, Field(ge=0, le=86_400)] = 900
     values: tuple[str, ...] = ("energy_kwh",)
-    model: str | None = None
-    """Modbus register map (``sdm120``, ``sdm630``, ``water``); CJ/T 188: DI order."""
+    model: Literal["sdm120", "sdm630", "water"] | None = None
+    """Modbus only, and required there: the register map."""
+    meter_type: (
+        Literal["cold_water", "hot_water", "drinking_water", "reclaimed_water", "gas"] | None
+    ) = None
+    """CJ/T 188 only: the ``T`` byte (``cold_water`` when unset)."""
+    di_order: Literal["high_first", "low_first"] | None = None
+    """CJ/T 188 only: data identifier byte order on the wire (``high_first`` when unset)."""
     timeout_ms: Annotated[int, Field(ge=10, le=10_000)] | None = None
     """Overrides the bus's reply timeout for this meter."""
 
@@ -195,6 +208,22 @@ class MeterSettings(_Model):
         if unknown or not value:
             raise ValueError(f"values must be some of {sorted(_METER_VALUES)}; not {unknown}")
         return value
+
+    @model_validator(mode="after")
+    def _options_fit_the_protocol(self) -> MeterSettings:
+        if self.protocol == "modbus":
+            if not _MODBUS_UNIT.fullmatch(self.address) or int(self.address) > 247:
+                raise ValueError("a Modbus meter's address is its unit id, 1..247")
+            if self.model is None:
+                raise ValueError("a Modbus meter needs model: sdm120, sdm630 or water")
+        elif self.model is not None:
+            raise ValueError("model (a register map) is for Modbus meters only")
+        if self.protocol == "cjt188":
+            if not (len(self.address) == 14 and self.address.isascii() and self.address.isdigit()):
+                raise ValueError("a CJ/T 188 meter's address is 14 digits")
+        elif self.meter_type is not None or self.di_order is not None:
+            raise ValueError("meter_type and di_order are for CJ/T 188 meters only")
+        return self
 
 
 class LockBoardSettings(_Model):

@@ -10,20 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from gateway.drivers import dlt645, lockboard
+from gateway.drivers import cjt188, dlt645, lockboard, modbus
 from gateway.drivers.base import LineRule, MeterDriver, ReadPlan, Request, Value, Values
+from gateway.drivers.cjt188 import Cjt188Driver
 from gateway.drivers.dlt645 import Dlt645Driver
 from gateway.drivers.lockboard import LockBoardDriver
+from gateway.drivers.modbus import ModbusDriver
 from gateway.errors import ConfigError
 from gateway.settings import BusSettings, MeterSettings
 
 __all__ = [
     "LINE_RULES",
     "METER_DRIVERS",
+    "Cjt188Driver",
     "Dlt645Driver",
     "LineRule",
     "LockBoardDriver",
     "MeterDriver",
+    "ModbusDriver",
     "ReadPlan",
     "Request",
     "Value",
@@ -34,12 +38,16 @@ __all__ = [
 
 METER_DRIVERS: Final[dict[str, Callable[[MeterSettings], MeterDriver]]] = {
     "dlt645": Dlt645Driver,
+    "modbus": ModbusDriver,
+    "cjt188": Cjt188Driver,
 }
 """Meter driver factories by the ``protocol`` of :class:`~gateway.settings.MeterSettings`."""
 
 LINE_RULES: Final[dict[str, LineRule]] = {
     "dlt645": dlt645.LINE,
     "lockboard": lockboard.LINE,
+    "modbus": modbus.LINE,
+    "cjt188": cjt188.LINE,
 }
 """Each protocol's usual line settings and inter-frame gap."""
 
