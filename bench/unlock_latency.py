@@ -10,7 +10,11 @@ against a private Mosquitto tuned as production should be (``set_tcp_nodelay tru
 * durable commits: the cloud's command row, the gateway's replay state (before the strike moves),
   the gateway's outcome in its outbox, the cloud's outcome row — two commits on each database.
 
-It prints p50/p99 of the end-to-end latency, the sum of those parts, and the ratio.
+It prints p50/p99 of the end-to-end latency, the sum of those parts, and the ratio, then a
+breakdown: the median time from the request's start to each step the cloud can observe (its
+dispatch, the client's 202, each gateway report batch reaching the cloud's MQTT thread, being
+picked up by the event loop, and committed + acknowledged + waiters woken), measured in the same
+run by wrapping the cloud's dispatcher and ingestor.
 Usage: ``python bench/unlock_latency.py [-n 300] [--broker 127.0.0.1:1883] [--sqlite]``
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import sqlite3
@@ -27,6 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from sqlalchemy import text
@@ -36,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.brokers import PrivateMosquitto
 from cloud_sync.protocol import MqttLink
 from cloud_sync.service.db import Database
+from cloud_sync.service.state import AUTH, INGESTOR, LINK, WAITERS
 from courtyard.community import Community
 
 TERMINAL = {"opened", "released_not_opened", "rejected", "failed", "expired"}
@@ -150,6 +157,115 @@ async def cloud_commit_ms(url: str, n: int) -> float:
         await db.dispose()
 
 
+class Probe:
+    """Timestamps (perf_counter) of the cloud's steps, taken by wrapping a few of its objects.
+
+    Only stable entry points are wrapped: the authenticator, the MQTT link's publish and its
+    paho ``on_message`` callback, the ingestor's ``handle`` and the long-poll waiters' ``notify``.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.marks: dict[str, float] = {}  # the unlock in progress, before its id is known
+        self.by_command: dict[str, dict[str, float]] = {}
+        self.handled: list[tuple[float, float, frozenset[str]]] = []  # every batch handled
+        self._arrivals: dict[bytes, float] = {}
+        auth, link, ingestor, waiters = app[AUTH], app[LINK], app[INGESTOR], app[WAITERS]
+        on_message = link._client.on_message
+
+        def arrived(c: Any, userdata: Any, msg: Any) -> None:  # paho's thread
+            self._arrivals[bytes(msg.payload)] = time.perf_counter()
+            on_message(c, userdata, msg)
+
+        authenticate, publish = auth.authenticate, link.publish
+        handle, notify = ingestor.handle, waiters.notify
+
+        async def timed_authenticate(*a: Any, **kw: Any) -> Any:
+            self.marks.setdefault("cloud starts the POST (authentication)", time.perf_counter())
+            return await authenticate(*a, **kw)
+
+        async def timed_publish(topic: str, *a: Any, **kw: Any) -> Any:
+            if topic.endswith("/down/cmd"):
+                self.marks.setdefault("cloud publishes the signed command", time.perf_counter())
+            await publish(topic, *a, **kw)
+            if topic.endswith("/down/cmd"):
+                self.marks.setdefault("broker's PUBACK for the command", time.perf_counter())
+
+        async def timed_handle(message: Any) -> None:
+            start = time.perf_counter()
+            arrived_at = self._arrivals.pop(message.payload, start)
+            reports: dict[str, str] = {}
+            if message.topic.endswith("/up/events"):
+                for event in json.loads(message.payload).get("events", ()):
+                    data = event.get("data") or {}
+                    if event.get("type") == "command.status":
+                        status = data.get("status")
+                        name = "outcome" if status in TERMINAL else str(status)
+                        reports.setdefault(str(data.get("command")), name)
+            for command, name in reports.items():
+                marks = self.by_command.setdefault(command, {})
+                marks.setdefault(f"{name} batch reaches the cloud's MQTT thread", arrived_at)
+                marks.setdefault(f"{name} batch picked up by the event loop", start)
+            await handle(message)
+            self.handled.append((start, time.perf_counter(), frozenset(reports)))
+
+        def timed_notify(command_ids: Any, values: Any = None) -> None:
+            now = time.perf_counter()
+            ids = list(command_ids)
+            for command in ids:
+                state = (values or {}).get(command)
+                name = "outcome" if state is not None and state.status in TERMINAL else "status"
+                marks = self.by_command.setdefault(command, {})
+                marks.setdefault(f"{name} committed, long poll woken", now)
+            if values is None:
+                notify(ids)
+            else:
+                notify(ids, values)
+
+        link._client.on_message = arrived
+        auth.authenticate = timed_authenticate
+        link.publish = timed_publish
+        ingestor.handle = timed_handle
+        waiters.notify = timed_notify
+
+    def start(self) -> None:
+        self.marks = {}
+
+    def finish(self, command: str) -> None:
+        self.by_command.setdefault(command, {}).update(self.marks)
+
+    def timeline(self, command: str, t0: float, t_end: float) -> dict[str, float]:
+        marks = {k: (t - t0) * 1000 for k, t in self.by_command.get(command, {}).items()}
+        # Event-loop time spent ingesting OTHER batches (e.g. the previous pulse's relock)
+        # while this unlock was in flight.
+        other = sum(
+            min(end, t_end) - max(start, t0)
+            for start, end, commands in self.handled
+            if command not in commands and end > t0 and start < t_end
+        )
+        marks["~ (loop time spent on other batches meanwhile)"] = other * 1000
+        return marks
+
+
+def breakdown(timelines: list[dict[str, float]]) -> list[str]:
+    """Median offset from the request's start of each step, in the order they happen."""
+    names: dict[str, list[float]] = {}
+    for marks in timelines:
+        for name, t in marks.items():
+            names.setdefault(name, []).append(t)
+    rows = sorted(
+        (statistics.median(v), k, len(v)) for k, v in names.items() if not k.startswith("~")
+    )
+    lines, prev = [], 0.0
+    for median, name, count in rows:
+        note = "" if count == len(timelines) else f"  (in {count}/{len(timelines)})"
+        lines.append(f"  {median:7.2f} ms  (+{median - prev:6.2f})  {name}{note}")
+        prev = median
+    for name, v in names.items():
+        if name.startswith("~"):
+            lines.append(f"  {statistics.median(v):7.2f} ms  {name[2:]} (median)")
+    return lines
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=300, help="timed unlocks")
@@ -195,6 +311,9 @@ async def main() -> None:
         sim = community.simulators["b1-gate"]
         await asyncio.to_thread(sim.wait_for, lambda s: s.online, 10)
         li = community.account("li")
+        assert community.cloud_app is not None
+        probe = Probe(community.cloud_app)
+        runs: list[tuple[str, float, float]] = []
         latencies: list[float] = []
         outcomes: dict[str, int] = {}
         async with aiohttp.ClientSession(base_url=community.url) as http:
@@ -214,18 +333,24 @@ async def main() -> None:
                 await asyncio.to_thread(
                     sim.wait_for, lambda s: s.door == "closed" and s.strike == "locked", 10
                 )
+                probe.start()
                 t0 = time.perf_counter()
                 async with http.post(f"/api/v1/doors/{door}/unlock", headers=auth, json={}) as r:
                     body = await r.json()
+                probe.marks["client has the 202"] = time.perf_counter()
+                probe.finish(body["command_id"])
                 status = body["status"]
                 while status not in TERMINAL:
                     async with http.get(
                         f"/api/v1/commands/{body['command_id']}?wait=10", headers=auth
                     ) as r:
                         status = (await r.json())["status"]
-                elapsed = (time.perf_counter() - t0) * 1000
+                t_end = time.perf_counter()
+                elapsed = (t_end - t0) * 1000
+                probe.by_command[body["command_id"]]["client has the outcome"] = t_end
                 if i >= 20:  # warm-up excluded
                     latencies.append(elapsed)
+                    runs.append((body["command_id"], t0, t_end))
                     outcomes[status] = outcomes.get(status, 0) + 1
     finally:
         await community.stop()
@@ -258,6 +383,8 @@ async def main() -> None:
         f"p50 target <= 15 ms: {'met' if p50 <= 15 else 'MISSED'}; "
         f"p99 target <= 50 ms: {'met' if p99 <= 50 else 'MISSED'}"
     )
+    print("where the time goes (median ms after the request starts; +step from the line above):")
+    print("\n".join(breakdown([probe.timeline(*run) for run in runs])))
 
 
 if __name__ == "__main__":

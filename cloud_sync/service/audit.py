@@ -16,7 +16,10 @@ Appends to one site are serialised by the site's :class:`~cloud_sync.service.tab
 row: the first statement of :func:`append` is an ``UPDATE`` of that row. On PostgreSQL the row lock
 makes a concurrent append wait until this transaction ends and then see its result; on SQLite the
 ``UPDATE`` takes the database write lock before anything of the chain is read, so two appends can
-never read the same head and fork the chain.
+never read the same head and fork the chain. When this process wrote the head last, that first
+``UPDATE`` is a compare-and-set that moves the head from the (seq, hash) it remembers straight to
+the new record's (one round trip fewer); if the head moved meanwhile it matches nothing and the
+append locks and reads the head as above.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
+from sqlalchemy import Engine, Table, bindparam
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from cloud_sync.service.db import Connection, run
 from cloud_sync.service.tables import AuditHead, AuditRecord
 from trust import DataKey, Place, open_sealed, seal
 
@@ -58,6 +64,30 @@ _DOMAIN = b"courtyard:audit:v1\x00"
 _SEALED_PREFIX = b"\x01"  # trust.seal's version byte; JSON details start with "{"
 _LIMITS = {"actor": 64, "action": 64, "obj": 128}
 _STREAM_BATCH = 1000
+# Core tables: appends run inside the unlock and ingest transactions, no ORM unit of work needed.
+_HEADS: Table = AuditHead.__table__  # type: ignore[attr-defined]  # SQLModel leaves it untyped
+_RECORDS: Table = AuditRecord.__table__  # type: ignore[attr-defined]
+_BUMP_HEAD = (
+    _HEADS.update()
+    .where(_HEADS.c.site_id == bindparam("site"))
+    .values(seq=_HEADS.c.seq + 1)
+    .returning(_HEADS.c.seq, _HEADS.c.hash)
+)
+_INSERT_RECORD = _RECORDS.insert().returning(_RECORDS.c.id)
+_EXTEND_HEAD = (
+    _HEADS.update()
+    .where(
+        _HEADS.c.site_id == bindparam("site"),
+        _HEADS.c.seq == bindparam("prev_seq"),
+        _HEADS.c.hash == bindparam("prev_hash"),
+    )
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+    .returning(_HEADS.c.seq)
+)
+_HEAD_HINTS: WeakKeyDictionary[Engine, dict[int, tuple[int, str]]] = WeakKeyDictionary()
+_SET_HEAD_HASH = (
+    _HEADS.update().where(_HEADS.c.site_id == bindparam("site")).values(hash=bindparam("hash"))
+)
 
 
 class AuditError(Exception):
@@ -108,7 +138,7 @@ def detail_place(site_id: int, seq: int) -> Place:
 
 
 async def append(
-    session: AsyncSession,
+    session: Connection,
     *,
     site_id: int,
     actor: str,
@@ -120,22 +150,65 @@ async def append(
 ) -> AuditRecord:
     """Append a record to ``site_id``'s chain in the caller's transaction (not committed here).
 
-    With ``seal_for`` the detail is sealed under that (resident's) data key.
+    ``session`` is an ORM session or a Core connection in a transaction; only Core statements are
+    used (two round trips when this process knows the head, else three; no ORM unit of work).
+    With ``seal_for`` the detail is sealed under that (resident's) data key. The returned record
+    is not attached to any session.
     """
     for name, value in (("actor", actor), ("action", action), ("obj", obj)):
         if not value or len(value) > _LIMITS[name]:
             raise AuditError(f"{name} must have 1 to {_LIMITS[name]} characters")
+    when = ts if ts is not None else time.time_ns() // 1_000_000
+    fields = (site_id, when, actor, action, obj, dict(detail or {}), seal_for)
+    heads = _known_heads(session)
+    known = heads.get(site_id)
+    if known is not None:
+        # Optimistic: extend the head this process last wrote, if it is still the head. The
+        # compare-and-set UPDATE is the first statement (it locks the row, see the module
+        # docstring); if another writer moved the head, it matches nothing and we lock and read.
+        values = _record(*fields, seq=known[0] + 1, prev_hash=known[1])
+        extended = (
+            await run(
+                session,
+                _EXTEND_HEAD,
+                {
+                    "site": site_id,
+                    "seq": values["seq"],
+                    "hash": values["hash"],
+                    "prev_seq": known[0],
+                    "prev_hash": known[1],
+                },
+            )
+        ).one_or_none()
+        if extended is not None:
+            record_id = (await run(session, _INSERT_RECORD, values)).scalar_one()
+            heads[site_id] = (values["seq"], values["hash"])
+            return AuditRecord(id=record_id, **values)
     # Write first: this locks the site's head (see the module docstring) before reading it.
-    bumped = update(AuditHead).where(col(AuditHead.site_id) == site_id)
-    result = await session.exec(
-        bumped.values(seq=AuditHead.seq + 1).returning(col(AuditHead.seq), col(AuditHead.hash))
-    )
-    head = result.one_or_none()
+    head = (await run(session, _BUMP_HEAD, {"site": site_id})).one_or_none()
     if head is None:
         raise AuditError(f"site {site_id} has no audit chain")
-    seq, prev_hash = int(head[0]), str(head[1])
-    when = ts if ts is not None else time.time_ns() // 1_000_000
-    body = _detail_bytes(dict(detail or {}), seal_for, detail_place(site_id, seq))
+    values = _record(*fields, seq=int(head[0]), prev_hash=str(head[1]))
+    record_id = (await run(session, _INSERT_RECORD, values)).scalar_one()
+    await run(session, _SET_HEAD_HASH, {"site": site_id, "hash": values["hash"]})
+    heads[site_id] = (values["seq"], values["hash"])
+    return AuditRecord(id=record_id, **values)
+
+
+def _record(
+    site_id: int,
+    when: int,
+    actor: str,
+    action: str,
+    obj: str,
+    detail: dict[str, Any],
+    seal_for: DataKey | None,
+    *,
+    seq: int,
+    prev_hash: str,
+) -> dict[str, Any]:
+    """The column values of the record at ``seq`` after ``prev_hash``."""
+    body = _detail_bytes(detail, seal_for, detail_place(site_id, seq))
     digest = link_hash(
         prev_hash,
         site_id=site_id,
@@ -146,21 +219,33 @@ async def append(
         obj=obj,
         detail=body,
     )
-    record = AuditRecord(
-        site_id=site_id,
-        seq=seq,
-        ts=when,
-        actor=actor,
-        action=action,
-        object=obj,
-        detail=body,
-        prev_hash=prev_hash,
-        hash=digest,
-    )
-    session.add(record)
-    await session.exec(bumped.values(hash=digest))
-    await session.flush()
-    return record
+    return {
+        "site_id": site_id,
+        "seq": seq,
+        "ts": when,
+        "actor": actor,
+        "action": action,
+        "object": obj,
+        "detail": body,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
+
+
+def _known_heads(session: Connection) -> dict[int, tuple[int, str]]:
+    """The (seq, hash) of each site's head as this process last wrote it, for this database.
+
+    Only a hint: it may be behind (another instance appended) or ahead (the transaction that
+    wrote it rolled back); either way the compare-and-set in :func:`append` fails and the head is
+    locked and read. It can never make a record link to anything but the real head.
+    """
+    if isinstance(session, AsyncConnection):
+        engine: Engine = session.sync_engine
+    elif isinstance(session.bind, AsyncEngine | AsyncConnection):
+        engine = session.bind.sync_engine
+    else:
+        return {}  # not bound to one engine: no hints
+    return _HEAD_HINTS.setdefault(engine, {})
 
 
 def _detail_bytes(detail: dict[str, Any], seal_for: DataKey | None, place: Place) -> bytes:

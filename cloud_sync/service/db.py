@@ -11,6 +11,12 @@ reads before it see the latest committed data, and the write lock is taken, wait
 timeout, by the first INSERT/UPDATE/DELETE. Code that must read-then-write atomically on both
 engines therefore writes first (see :func:`cloud_sync.service.audit.append`). SAVEPOINTs
 (``begin_nested``) are not transactional in this mode: do not rely on them with SQLite.
+
+Hot paths (authentication, the unlock, ingest) use SQLAlchemy Core on a plain connection rather
+than an ORM session: :meth:`Database.begin` is one transaction, committed when the block ends;
+:meth:`Database.autocommit` runs each statement as its own transaction, which saves the BEGIN and
+ROLLBACK round trips of a one-statement read (or of a one-statement write whose atomicity is the
+statement's own).
 """
 
 from __future__ import annotations
@@ -19,12 +25,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy import Executable, Result, event
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.ext.asyncio import AsyncSession as _SQLAlchemyAsyncSession
+from sqlalchemy.util.typing import TupleAny
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "Database", "Session", "normalize_url"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "Connection", "Database", "Session", "normalize_url", "run"]
 
 #: How long a SQLite writer waits for the write lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -55,6 +67,20 @@ class Session(AsyncSession):
     execute = _SQLAlchemyAsyncSession.execute
 
 
+#: What a transaction's statements run on: an ORM session or a Core connection.
+Connection = AsyncSession | AsyncConnection
+
+
+async def run(conn: Connection, statement: Executable, params: Any = None) -> Result[*TupleAny]:
+    """Execute a Core statement on a session or a connection.
+
+    Sessions go through SQLAlchemy's own ``execute`` (sqlmodel marks its override deprecated).
+    """
+    if isinstance(conn, AsyncConnection):
+        return await conn.execute(statement, params)
+    return await _SQLAlchemyAsyncSession.execute(conn, statement, params)
+
+
 class Database:
     """An async engine and a session factory for one database."""
 
@@ -78,12 +104,30 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
         self._sessions = async_sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        # Same pool; the isolation level is set on checkout and reset on return.
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
         """A session; nothing is committed unless the caller commits (closing rolls back)."""
         async with self._sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in one transaction: committed at the end, rolled back on error."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection on which every statement commits on its own (no BEGIN/ROLLBACK).
+
+        For single-statement reads, and single-statement writes that need no other statement in
+        their transaction. Never for a read-then-write: each statement sees its own snapshot.
+        """
+        async with self._autocommit.connect() as conn:
+            yield conn
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

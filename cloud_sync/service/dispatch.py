@@ -10,8 +10,14 @@ assigned. Per gateway, :class:`Dispatcher` holds an asyncio lock across
 2. committing (so a crash can never reuse a number that may have reached the gateway),
 3. signing and publishing at QoS 1, waiting for the broker's PUBACK,
 
-and only then marks the command ``sent``. Two concurrent unlocks of doors on one gateway are
-therefore published 41, 42 — never 42, 41.
+and only then marks the command ``sent`` (one autocommit statement; a gateway report that
+overtakes it is handled by :mod:`~cloud_sync.service.transitions`). Two concurrent unlocks of
+doors on one gateway are therefore published 41, 42 — never 42, 41.
+
+A new unlock goes through :meth:`Dispatcher.submit`: steps 1–2 are the same transaction that
+inserts the command row and appends its audit record (one commit instead of two; the gateway
+row is locked first, then the site's audit head, the order ingest takes them in as well).
+:meth:`Dispatcher.dispatch` numbers a command that is already stored.
 
 **Several service instances.** The asyncio lock orders publishes within one process; the row lock
 only orders the numbering. Two instances dispatching to the same gateway could still publish out
@@ -25,10 +31,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
-from sqlalchemy import update
-from sqlmodel import col
+from sqlalchemy import Table, bindparam
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_sync.protocol import (
     CommandBody,
@@ -41,8 +49,8 @@ from cloud_sync.protocol import (
 from cloud_sync.service.db import Database
 from cloud_sync.service.keys import CloudKeys
 from cloud_sync.service.state import Clock
-from cloud_sync.service.tables import Command, Door, Gateway
-from cloud_sync.service.transitions import move
+from cloud_sync.service.tables import Command, Gateway
+from cloud_sync.service.transitions import Moved, mark_sent, move
 from cloud_sync.service.waiters import CommandWaiters
 
 __all__ = ["Dispatcher"]
@@ -50,6 +58,28 @@ __all__ = ["Dispatcher"]
 log = structlog.get_logger(__name__)
 
 _S = CommandStatus
+_GATEWAYS: Table = Gateway.__table__  # type: ignore[attr-defined]  # SQLModel leaves it untyped
+_COMMANDS: Table = Command.__table__  # type: ignore[attr-defined]
+_NEXT_SEQ = (
+    _GATEWAYS.update()
+    .where(_GATEWAYS.c.id == bindparam("gw"))
+    .values(command_seq=_GATEWAYS.c.command_seq + 1)
+    .returning(_GATEWAYS.c.command_seq)
+)
+
+
+class _NotClaimed(Exception):
+    """The command was numbered or finished by someone else: roll back, publish nothing."""
+
+
+class DoorLike(Protocol):
+    """What dispatch needs of a door (a row, or the ORM object)."""
+
+    @property
+    def local_id(self) -> str: ...
+
+    @property
+    def pulse_ms(self) -> int: ...
 
 
 class Dispatcher:
@@ -76,102 +106,115 @@ class Dispatcher:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.published = 0
 
-    async def dispatch(self, command: Command, door: Door) -> CommandStatus:
-        """Number, sign and publish a queued command; the status it has afterwards.
+    async def submit(
+        self, command: Command, door: DoorLike, record: Callable[[AsyncConnection], Awaitable[None]]
+    ) -> CommandStatus:
+        """Store a NEW command numbered, then sign and publish it; the status it has afterwards.
+
+        In one transaction, under the gateway's lock: take the gateway's next ``seq`` (row lock),
+        set it on ``command``, and let ``record`` insert the command row and its audit record. A
+        failing ``record`` (an idempotency-key race) rolls the number back with everything else.
+        Publishing follows the commit, still under the lock, so publish order is ``seq`` order.
+        """
+        async with self._locks[command.gateway_id]:
+            async with self._db.begin() as conn:
+                command.seq = await self._next_seq(conn, command.gateway_id)
+                await record(conn)
+            if command.seq is None:
+                return _S(command.status)  # no such gateway: stays queued, the sweeper ends it
+            return await self._publish(command, door, command.seq)
+
+    async def dispatch(self, command: Command, door: DoorLike) -> CommandStatus:
+        """Number, sign and publish an already stored queued command; the status it has afterwards.
 
         ``queued`` means the broker did not confirm in time (the link is down): the message stays
         queued in the MQTT client and the sweeper expires the command if no report arrives.
         """
         async with self._locks[command.gateway_id]:
-            now = self._clock.now_ms()
-            if now >= command.expires_at:
-                # Waited too long (a slow lock or database): never publish a dead command.
-                return await self._finish(command, _S.EXPIRED, "expired_before_dispatch")
             seq = await self._assign_seq(command)
             if seq is None:
                 return _S(command.status)
-            body = CommandBody(
-                id=command.id,
-                gateway=command.gateway_id,
-                target=door.local_id,
-                action=command.action,
-                seq=seq,
-                issued_at=command.issued_at,
-                expires_at=command.expires_at,
-                kid=self._keys.signing.kid,
-                actor=f"account:{command.account_id}",
-                args={"pulse_ms": door.pulse_ms},
+            return await self._publish(command, door, seq)
+
+    async def _publish(self, command: Command, door: DoorLike, seq: int) -> CommandStatus:
+        """Sign and publish (the caller holds the gateway's lock), then mark the command sent."""
+        if self._clock.now_ms() >= command.expires_at:
+            # Waited too long (a slow lock or database): never publish a dead command.
+            return await self._expire(command)
+        body = CommandBody(
+            id=command.id,
+            gateway=command.gateway_id,
+            target=door.local_id,
+            action=command.action,
+            seq=seq,
+            issued_at=command.issued_at,
+            expires_at=command.expires_at,
+            kid=self._keys.signing.kid,
+            actor=f"account:{command.account_id}",
+            args={"pulse_ms": door.pulse_ms},
+        )
+        payload = sign_command(self._keys.signing, body)
+        topic = GatewayTopics(command.gateway_id, self._root).down_cmd
+        try:
+            await asyncio.wait_for(
+                self._link.publish(topic, payload, qos=1), self._publish_timeout_s
             )
-            payload = sign_command(self._keys.signing, body)
-            topic = GatewayTopics(command.gateway_id, self._root).down_cmd
-            try:
-                await asyncio.wait_for(
-                    self._link.publish(topic, payload, qos=1), self._publish_timeout_s
-                )
-            except (TimeoutError, LinkError) as exc:
-                log.warning(
-                    "command not confirmed by the broker", command=command.id, error=str(exc)
-                )
-                return _S.QUEUED
-            self.published += 1
-        return await self._finish(command, _S.SENT, None, seen=_S.QUEUED)
+        except (TimeoutError, LinkError) as exc:
+            log.warning("command not confirmed by the broker", command=command.id, error=str(exc))
+            return _S.QUEUED
+        self.published += 1
+        now = self._clock.now_ms()
+        # One statement, no audit record (sent is not terminal): its own transaction. When a
+        # gateway report overtook us, the row is already further on: report that.
+        async with self._db.autocommit() as conn:
+            moved = await mark_sent(conn, command.id, now_ms=now)
+        return self._changed(command, moved, now)
+
+    async def _next_seq(self, conn: AsyncConnection, gateway_id: str) -> int | None:
+        seq = (await conn.execute(_NEXT_SEQ, {"gw": gateway_id})).scalar_one_or_none()
+        return None if seq is None else int(seq)
 
     async def _assign_seq(self, command: Command) -> int | None:
-        async with self._db.session() as session:
-            seq = (
-                await session.execute(
-                    update(Gateway)
-                    .where(col(Gateway.id) == command.gateway_id)
-                    .values(command_seq=col(Gateway.command_seq) + 1)
-                    .returning(col(Gateway.command_seq))
-                )
-            ).scalar_one_or_none()
-            if seq is None:
-                return None
-            claimed = (
-                await session.execute(
-                    update(Command)
-                    .where(
-                        col(Command.id) == command.id,
-                        col(Command.status) == _S.QUEUED.value,
-                        col(Command.seq).is_(None),
+        c = _COMMANDS.c
+        try:
+            async with self._db.begin() as conn:
+                seq = await self._next_seq(conn, command.gateway_id)
+                if seq is None:
+                    return None
+                claimed = (
+                    await conn.execute(
+                        _COMMANDS.update()
+                        .where(c.id == command.id, c.status == _S.QUEUED.value, c.seq.is_(None))
+                        .values(seq=seq)
+                        .returning(c.id)
                     )
-                    .values(seq=seq)
-                    .returning(col(Command.id))
-                )
-            ).scalar_one_or_none()
-            if claimed is None:
-                # Already numbered (dispatched twice) or finished meanwhile: publish nothing.
-                await session.rollback()
-                return None
-            await session.commit()
+                ).scalar_one_or_none()
+                if claimed is None:
+                    raise _NotClaimed
+        except _NotClaimed:
+            # Already numbered (dispatched twice) or finished meanwhile: publish nothing (the
+            # number taken above is rolled back with the transaction).
+            return None
         command.seq = seq
         return seq
 
-    async def _finish(
-        self,
-        command: Command,
-        to: CommandStatus,
-        reason: str | None,
-        *,
-        seen: CommandStatus | None = None,
-    ) -> CommandStatus:
+    async def _expire(self, command: Command) -> CommandStatus:
         now = self._clock.now_ms()
-        async with self._db.session() as session:
+        async with self._db.begin() as conn:
             moved = await move(
-                session,
+                conn,
                 command.id,
-                seen or _S(command.status),
-                [(to, reason)],
+                [(_S.EXPIRED, "expired_before_dispatch")],
                 now_ms=now,
                 actor="system:dispatch",
             )
-            await session.commit()
-        # When a gateway report overtook us, the row is already further on: report that.
+        return self._changed(command, moved, now)
+
+    def _changed(self, command: Command, moved: Moved, now: int) -> CommandStatus:
         status = moved.status or _S(command.status)
         if moved.changed:
             command.status, command.updated_at = status.value, now
-            if reason is not None:
-                command.reason = reason
+            if moved.reason is not None:
+                command.reason = moved.reason
             self._waiters.notify([command.id])
         return status

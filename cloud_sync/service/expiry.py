@@ -58,9 +58,9 @@ class ExpirySweeper:
     async def sweep_once(self, now_ms: int | None = None) -> list[str]:
         """Finish every overdue command (up to a batch); the ids changed."""
         now = self._clock.now_ms() if now_ms is None else now_ms
-        async with self._db.session() as session:
+        async with self._db.autocommit() as conn:
             rows = (
-                await session.execute(
+                await conn.execute(
                     select(col(Command.id), col(Command.status))
                     .where(
                         or_(
@@ -84,11 +84,10 @@ class ExpirySweeper:
                 (_S.FAILED, "no_outcome") if seen is _S.ACKNOWLEDGED else (_S.EXPIRED, None)
             )
             # One transaction per command: a sweep never holds the audit chain for long.
-            async with self._db.session() as session:
+            async with self._db.begin() as conn:
                 moved = await move(
-                    session, command_id, seen, [(to, reason)], now_ms=now, actor="system:expiry"
+                    conn, command_id, [(to, reason)], now_ms=now, actor="system:expiry"
                 )
-                await session.commit()
             if not moved.changed:
                 continue  # a report (or another instance's sweep) got there first
             changed.append(command_id)

@@ -1,8 +1,8 @@
 """The inbox: one gateway batch stored, and its new events' effects applied, in ONE transaction.
 
-1. Touch the gateway row first (``UPDATE … RETURNING``): on PostgreSQL its row lock serialises the
-   batches of one gateway across service instances; on SQLite the write lock is taken before
-   anything is read (see :mod:`cloud_sync.service.db`).
+1. Touch the gateway row first (``UPDATE … RETURNING``, which also raises ``last_event_seq``): on
+   PostgreSQL its row lock serialises the batches of one gateway across service instances; on
+   SQLite the write lock is taken before anything is read (see :mod:`cloud_sync.service.db`).
 2. Bulk-insert the events with ``ON CONFLICT DO NOTHING`` (SQLAlchemy Core, not ORM ``add``: a
    drained backlog must reach tens of thousands of events per second) and learn, via
    ``RETURNING``, which were new. Duplicates (by event id or by gateway sequence number) are
@@ -26,6 +26,9 @@
    the missing range; late events that complete a reported range clear its alarm (batches of one
    gateway may be handled out of order by two instances of a shared subscription).
    ``last_event_seq`` only ever moves up.
+
+Everything runs as SQLAlchemy Core on one connection (no ORM unit of work): a batch is about six
+statements and one commit.
 """
 
 from __future__ import annotations
@@ -35,16 +38,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cloud_sync.protocol import CommandStatus, Event, EventBatch
 from cloud_sync.service.db import Database
 from cloud_sync.service.state import Clock
-from cloud_sync.service.tables import Alarm, Command, Door, Gateway, GatewayEvent
-from cloud_sync.service.transitions import Step, move
+from cloud_sync.service.tables import Alarm, Door, Gateway, GatewayEvent
+from cloud_sync.service.transitions import CommandState, Step, move
 
 __all__ = ["ALARM_DOOR_KINDS", "CLOUD_ALARM_KINDS", "Applied", "Inbox", "UnknownGateway"]
 
@@ -59,6 +62,52 @@ _REPORTABLE = frozenset(
     {_S.ACKNOWLEDGED, _S.OPENED, _S.RELEASED_NOT_OPENED, _S.FAILED, _S.REJECTED}
 )
 _REPORTS = {s.value: s for s in _REPORTABLE}
+_ALARMS: Table = Alarm.__table__  # type: ignore[attr-defined]  # SQLModel leaves it untyped
+_EVENTS: Table = GatewayEvent.__table__  # type: ignore[attr-defined]
+_GATEWAYS: Table = Gateway.__table__  # type: ignore[attr-defined]
+
+
+def _touch_gateway() -> Any:
+    """PostgreSQL: lock the gateway's row, note it was seen, raise ``last_event_seq`` to the top.
+
+    Returns the site and ``last_event_seq`` as it was BEFORE (the gap check needs it): the
+    ``FROM (SELECT … FOR UPDATE)`` subquery locks the row and reads its latest committed version.
+    Raising the mark to the top of the whole batch equals raising it to the top of its new
+    events: every stored event's seq is at most ``last_event_seq``, so a duplicate can never be
+    above it. (SQLite cannot return a FROM table's columns: there, the mark is raised by a
+    second statement, :data:`_RAISE_MARK`.)
+    """
+    g = _GATEWAYS.c
+    old = (
+        select(g.id, g.last_event_seq.label("before"))
+        .where(g.id == bindparam("gw"))
+        .with_for_update()
+        .subquery("old")
+    )
+    top: Any = bindparam("top")
+    return (
+        _GATEWAYS.update()
+        .where(g.id == old.c.id)
+        .values(
+            last_seen=bindparam("now"),
+            last_event_seq=case((g.last_event_seq < top, top), else_=g.last_event_seq),
+        )
+        .returning(g.site_id, old.c.before)
+    )
+
+
+_TOUCH_GATEWAY = _touch_gateway()
+_TOUCH_GATEWAY_SQLITE = (
+    _GATEWAYS.update()
+    .where(_GATEWAYS.c.id == bindparam("gw"))
+    .values(last_seen=bindparam("now"))
+    .returning(_GATEWAYS.c.site_id, _GATEWAYS.c.last_event_seq)
+)
+_RAISE_MARK = (
+    _GATEWAYS.update()
+    .where(_GATEWAYS.c.id == bindparam("gw"))
+    .values(last_event_seq=bindparam("top"))
+)
 _CMD_ID = re.compile(r"[0-9a-f]{32}")
 _LOCAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _ALARM_KIND = re.compile(r"[a-z][a-z0-9_.]{0,47}")
@@ -73,7 +122,8 @@ class Applied:
     """What one batch's transaction did."""
 
     inserted: int = 0
-    changed_commands: list[str] = field(default_factory=list)
+    #: The commands whose status changed, with what was committed.
+    changed_commands: dict[str, CommandState] = field(default_factory=dict)
     gaps: int = 0
 
 
@@ -83,22 +133,24 @@ class Inbox:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
-        self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
+        insert_ = sqlite.insert if db.is_sqlite else postgresql.insert
+        # executemany form: the statement compiles once (cached) and SQLAlchemy's
+        # "insertmanyvalues" sends it as a few multi-row INSERTs, RETURNING the ids it inserted.
+        self._insert_events_stmt = insert_(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.id)
+        self._touch = _TOUCH_GATEWAY_SQLITE if db.is_sqlite else _TOUCH_GATEWAY
+        self._raise_mark_apart = db.is_sqlite
 
     async def store(self, batch: EventBatch) -> Applied:
         """Store ``batch`` and apply its new events' effects, in one transaction (committed)."""
         now = self._clock.now_ms()
         gw = batch.gateway
         applied = Applied()
-        async with self._db.session() as session:
+        async with self._db.begin() as session:
             # First statement writes: row-locks the gateway (PostgreSQL) / takes the write lock
             # (SQLite) for the whole batch, so concurrent batches of one gateway serialise.
             row = (
                 await session.execute(
-                    update(Gateway)
-                    .where(col(Gateway.id) == gw)
-                    .values(last_seen=now)
-                    .returning(col(Gateway.site_id), col(Gateway.last_event_seq))
+                    self._touch, {"gw": gw, "now": now, "top": batch.events[-1].seq}
                 )
             ).one_or_none()
             if row is None:
@@ -115,12 +167,11 @@ class Inbox:
                     session, gw, site_id, last_seq, new_events, alarms, now
                 )
                 if alarms:
-                    await session.execute(insert(Alarm), alarms)
-            await session.commit()
+                    await session.execute(insert(_ALARMS), alarms)
         return applied
 
     async def _insert_events(
-        self, session: AsyncSession, batch: EventBatch, site_id: int, now: int
+        self, session: AsyncConnection, batch: EventBatch, site_id: int, now: int
     ) -> list[Event]:
         rows = [
             {
@@ -135,22 +186,18 @@ class Inbox:
             }
             for e in batch.events
         ]
-        table = GatewayEvent.__table__  # type: ignore[attr-defined]  # SQLModel leaves it untyped
-        # executemany form: the statement compiles once (cached) and SQLAlchemy's
-        # "insertmanyvalues" sends it as a few multi-row INSERTs, RETURNING the ids it inserted.
-        stmt = self._insert(table).on_conflict_do_nothing().returning(table.c.id)
-        inserted = set((await session.execute(stmt, rows)).scalars())
+        inserted = set((await session.execute(self._insert_events_stmt, rows)).scalars())
         return [e for e in batch.events if e.id in inserted]
 
     async def _apply(
         self,
-        session: AsyncSession,
+        session: AsyncConnection,
         gw: str,
         site_id: int,
         events: list[Event],
         alarms: list[dict[str, Any]],
         now: int,
-    ) -> list[str]:
+    ) -> dict[str, CommandState]:
         # Reports per command, in order: one batch often holds "acknowledged" then "opened".
         reports: dict[str, list[Step]] = {}
         for event in events:
@@ -183,39 +230,31 @@ class Inbox:
                     alarms.append(_alarm(site_id, gw, kind, event, now))
                 else:
                     _bad(event)
-        return await self._apply_reports(session, gw, reports, now) if reports else []
+        return await self._apply_reports(session, gw, reports, now) if reports else {}
 
     async def _apply_reports(
-        self, session: AsyncSession, gw: str, reports: dict[str, list[Step]], now: int
-    ) -> list[str]:
-        result = await session.execute(
-            select(col(Command.id), col(Command.status)).where(
-                col(Command.id).in_(list(reports)),
-                col(Command.gateway_id) == gw,  # a gateway reports only on its own commands
-            )
-        )
-        seen = {cid: _S(status) for cid, status in result.all()}
-        changed: list[str] = []
+        self, session: AsyncConnection, gw: str, reports: dict[str, list[Step]], now: int
+    ) -> dict[str, CommandState]:
+        changed: dict[str, CommandState] = {}
         for cid, steps in reports.items():
-            if cid not in seen:
-                log.info("report for an unknown command", command=cid, gateway=gw)
-                continue
             moved = await move(
                 session,
                 cid,
-                seen[cid],
                 steps,
                 now_ms=now,
                 actor=f"gateway:{gw}",
                 reported_by_gateway=True,
+                gateway_id=gw,  # a gateway reports only on its own commands
             )
-            if moved.changed:
-                changed.append(cid)
+            if moved.status is None:
+                log.info("report for an unknown command", command=cid, gateway=gw)
+            elif moved.state is not None:
+                changed[cid] = moved.state
         return changed
 
     async def _sequence(
         self,
-        session: AsyncSession,
+        session: AsyncConnection,
         gw: str,
         site_id: int,
         last_seq: int,
@@ -240,28 +279,26 @@ class Inbox:
                 )
             expected = seq + 1
         top = events[-1].seq
-        if top > last_seq:
-            await session.execute(
-                update(Gateway).where(col(Gateway.id) == gw).values(last_event_seq=top)
-            )
+        if top > last_seq and self._raise_mark_apart:
+            await session.execute(_RAISE_MARK, {"gw": gw, "top": top})
+        # (On PostgreSQL the first statement already raised last_event_seq: _TOUCH_GATEWAY.)
         if any(e.seq <= last_seq for e in events):
             await self._clear_filled_gaps(session, gw, now)
         return gaps
 
-    async def _clear_filled_gaps(self, session: AsyncSession, gw: str, now: int) -> None:
+    async def _clear_filled_gaps(self, session: AsyncConnection, gw: str, now: int) -> None:
         # Batches may arrive out of order (two instances of a shared subscription): a gap
         # reported by one may be filled by the other moments later. Clear what is now complete.
+        a = _ALARMS.c
         open_gaps = (
             await session.execute(
-                select(Alarm).where(
-                    col(Alarm.gateway_id) == gw,
-                    col(Alarm.kind) == "sequence_gap",
-                    col(Alarm.cleared_at).is_(None),
+                select(a.id, a.detail).where(
+                    a.gateway_id == gw, a.kind == "sequence_gap", a.cleared_at.is_(None)
                 )
             )
-        ).scalars()
-        for alarm in open_gaps:
-            lo, hi = alarm.detail.get("from"), alarm.detail.get("to")
+        ).all()
+        for alarm_id, detail in open_gaps:
+            lo, hi = detail.get("from"), detail.get("to")
             if not isinstance(lo, int) or not isinstance(hi, int):
                 continue
             have = (
@@ -276,8 +313,9 @@ class Inbox:
                 )
             ).scalar_one()
             if have == hi - lo + 1:
-                alarm.cleared_at = now
-                session.add(alarm)
+                await session.execute(
+                    _ALARMS.update().where(a.id == alarm_id).values(cleared_at=now)
+                )
 
 
 def _report(event: Event) -> tuple[str, Step] | None:

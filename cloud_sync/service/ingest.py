@@ -10,8 +10,11 @@ For each message on ``{root}/gw/{gw}/up/events``:
 4. THEN publish the application-level :class:`Ack` of every sequence number in the batch,
    duplicates included (the only thing that lets the gateway forget events),
 5. THEN MQTT-acknowledge the message (manual ack: a crash before the commit means the broker, or
-   the gateway's outbox, delivers it again — and duplicates are harmless),
-6. THEN wake the long polls waiting on commands the batch changed.
+   the gateway's outbox, delivers it again — and duplicates are harmless).
+
+The long polls waiting on commands the batch changed are woken right after the commit (before
+the acks: they depend only on what is committed), handed the committed status so they need not
+read it back.
 
 Retained messages on ``{root}/gw/{gw}/up/status`` update ``gateways.online`` / ``last_seen``.
 
@@ -155,6 +158,8 @@ class Ingestor:
         if applied is None:
             self._link.ack(message)  # not stored: no application ack, so the gateway resends
             return
+        # Committed: long polls may answer now, with the status committed (no re-read).
+        self._waiters.notify(applied.changed_commands, applied.changed_commands)
         ack = Ack(coalesce_ranges([e.seq for e in batch.events]))
         try:
             await self._link.publish(GatewayTopics(gateway, self._root).down_ack, ack.encode(), 1)
@@ -167,7 +172,6 @@ class Ingestor:
         self.stats.events += applied.inserted
         self.stats.duplicates += len(batch.events) - applied.inserted
         self.stats.gaps += applied.gaps
-        self._waiters.notify(applied.changed_commands)
 
     async def _store_with_retry(self, batch: EventBatch) -> Applied | None:
         for attempt in range(1, _RETRIES + 1):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlmodel import col
 
 from cloud_sync.protocol import TERMINAL, CommandStatus
@@ -41,6 +42,7 @@ from cloud_sync.service.state import (
     WAITERS,
 )
 from cloud_sync.service.tables import Building, Command, Door
+from cloud_sync.service.transitions import CommandState
 
 __all__ = ["CommandAccepted", "CommandOut", "DoorOut", "DoorsOut", "UnlockBody", "table"]
 
@@ -103,20 +105,52 @@ class WaitQuery(BaseModel):
     wait: float = Field(default=0, ge=0, le=25)
 
 
+_DOORS: Table = Door.__table__  # type: ignore[attr-defined]  # SQLModel leaves it untyped
+_COMMANDS: Table = Command.__table__  # type: ignore[attr-defined]
+# Core rows, not ORM objects: these loaders run on every unlock and every status poll.
+_DOOR_ROW = select(
+    *(_DOORS.c[n] for n in ("id", "site_id", "gateway_id", "building_id", "local_id", "pulse_ms"))
+).where(_DOORS.c.id == bindparam("key"))
+_COMMAND_ROW = select(
+    *(
+        _COMMANDS.c[n]
+        for n in (
+            "id",
+            "site_id",
+            "account_id",
+            "door_id",
+            "status",
+            "reason",
+            "issued_at",
+            "updated_at",
+        )
+    )
+).where(_COMMANDS.c.id == bindparam("key"))
+_COMMAND_STATE = select(_COMMANDS.c.status, _COMMANDS.c.updated_at, _COMMANDS.c.reason).where(
+    _COMMANDS.c.id == bindparam("key")
+)
+
+
+_NOTIFIED_BEFORE_LOAD: web.RequestKey[int] = web.RequestKey("notified_before_load")
+
+
 async def load_door(request: web.Request, principal: Principal) -> Resource | None:
-    """The door named in the path."""
+    """The door named in the path (a row with the columns an unlock needs)."""
     door_id = path_int(request, "id")
     if door_id is None:
         return None
-    async with request.app[DB].session() as session:
-        door = await session.get(Door, door_id)
+    async with request.app[DB].autocommit() as conn:
+        door = (await conn.execute(_DOOR_ROW, {"key": door_id})).one_or_none()
     return None if door is None else DoorRes(door.site_id, door.building_id, door)
 
 
 async def load_command(request: web.Request, principal: Principal) -> Resource | None:
-    """The command named in the path."""
-    async with request.app[DB].session() as session:
-        command = await session.get(Command, request.match_info["id"])
+    """The command named in the path (a row)."""
+    command_id = request.match_info["id"]
+    # Noted before the read: a long poll can tell whether the row may have changed since.
+    request[_NOTIFIED_BEFORE_LOAD] = request.app[WAITERS].notifications
+    async with request.app[DB].autocommit() as conn:
+        command = (await conn.execute(_COMMAND_ROW, {"key": command_id})).one_or_none()
     return None if command is None else CommandRes(command.site_id, command.account_id, command)
 
 
@@ -190,9 +224,10 @@ def _idempotency_key(request: web.Request) -> str | None:
 )
 async def unlock_door(request: web.Request) -> web.Response:
     """Queue, sign and publish an unlock; 202 with the command's id and status."""
-    door: Door = resource_of(request, DoorRes).row
+    door = resource_of(request, DoorRes).row
     body = body_of(request, UnlockBody)
-    command, created = await request.app[UNLOCK].create(
+    command, status, _ = await request.app[UNLOCK].unlock(
+        request.app[DISPATCHER],
         request[PRINCIPAL],
         door,
         now_ms=request.app[CLOCK].now_ms(),
@@ -200,20 +235,17 @@ async def unlock_door(request: web.Request) -> web.Response:
         reason_required=request[DECISION].requires(Obligation.REASON),
         idempotency_key=_idempotency_key(request),
     )
-    status = Status(command.status)
-    if created:
-        status = await request.app[DISPATCHER].dispatch(command, door)
     return json_model(CommandAccepted(command_id=command.id, status=status), 202)
 
 
-def _command_out(command: Command) -> CommandOut:
+def _command_out(command: Any, state: CommandState) -> CommandOut:
     return CommandOut(
         command_id=command.id,
-        status=Status(command.status),
+        status=state.status,
         door=command.door_id,
         created_at=command.issued_at,
-        updated_at=command.updated_at,
-        reason=command.reason,
+        updated_at=state.updated_at,
+        reason=state.reason,
     )
 
 
@@ -228,23 +260,26 @@ def _command_out(command: Command) -> CommandOut:
 )
 async def get_command(request: web.Request) -> web.Response:
     """The command's status, at once or when it becomes final (or the wait ends)."""
-    command: Command = resource_of(request, CommandRes).row
+    command = resource_of(request, CommandRes).row
+    state = CommandState(Status(command.status), command.updated_at, command.reason)
     wait = min(query_of(request, WaitQuery).wait, request.app[SETTINGS].max_wait_s)
-    if wait > 0 and Status(command.status) not in TERMINAL:
+    if wait > 0 and state.status not in TERMINAL:
         db = request.app[DB]
 
-        async def read() -> Command:
-            async with db.session() as session:
-                fresh = await session.get(Command, command.id)
-            if fresh is None:  # deleted meanwhile: commands are never deleted, but be safe
+        async def read() -> CommandState:
+            async with db.autocommit() as conn:
+                row = (await conn.execute(_COMMAND_STATE, {"key": command.id})).one_or_none()
+            if row is None:  # deleted meanwhile: commands are never deleted, but be safe
                 raise NotFound()
-            return fresh
+            return CommandState(Status(row.status), row.updated_at, row.reason)
 
-        command = await request.app[WAITERS].wait_until(
+        # Ingest hands the committed status to the waiter: no read after the wake-up.
+        state = await request.app[WAITERS].wait_until(
             command.id,
             read,
-            lambda c: Status(c.status) in TERMINAL,
+            lambda s: s.status in TERMINAL,
             timeout_s=wait,
             recheck_s=RECHECK_S,
+            known=(state, request[_NOTIFIED_BEFORE_LOAD]),
         )
-    return json_model(_command_out(command), exclude_none=True)
+    return json_model(_command_out(command, state), exclude_none=True)
