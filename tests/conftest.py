@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,7 +89,8 @@ def private_mosquitto(tmp_path: Path) -> Iterator[Callable[[str], BrokerInfo]]:
                 raise RuntimeError(
                     f"mosquitto exited: {proc.stderr.read().decode() if proc.stderr else ''}"
                 )
-            _wait(0.025)
+            # A child binding its port offers nothing to wait on but the port itself.
+            time.sleep(0.025)
         raise RuntimeError("private mosquitto did not start")
 
     yield start
@@ -97,13 +99,6 @@ def private_mosquitto(tmp_path: Path) -> Iterator[Callable[[str], BrokerInfo]]:
         p.wait(10)
         if p.stderr:
             p.stderr.close()
-
-
-def _wait(seconds: float) -> None:
-    # Waiting for a child process to bind its port: there is no event to wait on but the port.
-    import time
-
-    time.sleep(seconds)
 
 
 async def _pg_exec(sql: str) -> None:
