@@ -9,7 +9,8 @@ A decision combines **role** and **relationship**:
 
 * every rule requires the object to belong to the caller's site (staff are assigned to one site);
 * a resident may act on a door only through a membership of a unit in the building the door
-  serves, valid at the time of the request (``valid_from <= now < valid_until``);
+  serves, valid at the time of the request (``valid_from <= now < valid_until``); on a meter,
+  only through such a membership of the unit the meter measures;
 * a command may be read by the account that issued it;
 * some permissions come with an **obligation** the service must enforce (a recorded reason).
 
@@ -31,6 +32,7 @@ __all__ = [
     "Decision",
     "DoorRes",
     "MembershipFact",
+    "MeterRes",
     "Obligation",
     "Principal",
     "ResidentRes",
@@ -66,6 +68,10 @@ class Action(StrEnum):
     AUDIT_VERIFY = "audit.verify"
     RESIDENT_READ = "resident.read"
     RESIDENT_UNMASK = "resident.unmask"
+    METER_LIST = "meter.list"
+    METER_READINGS = "meter.readings"
+    METER_READ_NOW = "meter.read_now"
+    DEVICE_LIST = "device.list"
 
 
 class Obligation(StrEnum):
@@ -107,6 +113,10 @@ class Principal:
     def actor(self) -> str:
         """How this caller is named in commands and audit records."""
         return f"account:{self.account_id}"
+
+    def units(self) -> frozenset[int]:
+        """Units where the caller holds a membership valid now."""
+        return frozenset(m.unit_id for m in self.memberships if m.valid_at(self.at_ms))
 
     def buildings(self) -> frozenset[int]:
         """Buildings where the caller holds a membership valid now."""
@@ -157,7 +167,16 @@ class ResidentRes:
     resident_id: int
 
 
-Resource = SiteRes | SelfRes | DoorRes | CommandRes | ResidentRes
+@dataclass(frozen=True, slots=True)
+class MeterRes:
+    """A meter, and the unit it measures (None: common areas or not yet assigned)."""
+
+    site_id: int
+    unit_id: int | None
+    row: Any = field(compare=False, repr=False)
+
+
+Resource = SiteRes | SelfRes | DoorRes | CommandRes | ResidentRes | MeterRes
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +229,19 @@ def _resident_of_building(p: Principal, r: Resource) -> Decision | None:
     return None
 
 
+def _resident_of_unit(p: Principal, r: Resource) -> Decision | None:
+    """A resident with a currently valid membership of the meter's unit."""
+    if (
+        p.role is Role.RESIDENT
+        and isinstance(r, MeterRes)
+        and r.site_id == p.site_id
+        and r.unit_id is not None
+        and r.unit_id in p.units()
+    ):
+        return Decision(True, "resident_of_unit")
+    return None
+
+
 def _issuer(p: Principal, r: Resource) -> Decision | None:
     """The account that issued the command."""
     if isinstance(r, CommandRes) and r.account_id == p.account_id and r.site_id == p.site_id:
@@ -234,6 +266,11 @@ POLICY: Mapping[Action, tuple[Rule, ...]] = {
     Action.AUDIT_VERIFY: (_staff(_R.AUDITOR),),
     Action.RESIDENT_READ: (_staff(_R.ADMIN),),
     Action.RESIDENT_UNMASK: (_staff(_R.ADMIN, obligations=_REASON),),
+    # The list filters through METER_READINGS per meter; residents see their own unit's only.
+    Action.METER_LIST: (_staff(_R.RESIDENT, _R.ENGINEER, _R.ADMIN),),
+    Action.METER_READINGS: (_resident_of_unit, _staff(_R.ENGINEER, _R.ADMIN)),
+    Action.METER_READ_NOW: (_resident_of_unit, _staff(_R.ENGINEER, _R.ADMIN)),
+    Action.DEVICE_LIST: (_staff(_R.ENGINEER, _R.ADMIN),),
 }
 
 

@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "DEVICE_KINDS",
+    "METER_KINDS",
     "NAMING_CONVENTION",
     "RELATIONS",
     "ROLES",
@@ -37,10 +39,13 @@ __all__ = [
     "AuditRecord",
     "Building",
     "Command",
+    "Device",
     "Door",
     "Gateway",
     "GatewayEvent",
     "Membership",
+    "Meter",
+    "MeterReading",
     "Resident",
     "Site",
     "Token",
@@ -61,6 +66,10 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 #: A resident's relationship to a unit.
 RELATIONS = ("owner", "tenant", "member")
+#: What a meter measures.
+METER_KINDS = ("electricity", "water", "gas", "heat")
+#: What kind of field device a gateway reports on.
+DEVICE_KINDS = ("meter", "lockboard", "door", "terminal")
 #: The roles an account can have.
 ROLES = ("resident", "engineer", "admin", "auditor", "courier")
 
@@ -200,7 +209,12 @@ class Command(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     site_id: int = Field(foreign_key="sites.id", index=True)
     gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
-    door_id: int = Field(foreign_key="doors.id", index=True)
+    target: str = Field(max_length=64)
+    """What the signed command names as its target on the gateway (a door's or meter's local id)."""
+    door_id: int | None = Field(default=None, foreign_key="doors.id", index=True)
+    """Set for door commands."""
+    meter_id: int | None = Field(default=None, foreign_key="meters.id", index=True)
+    """Set for meter commands."""
     account_id: int = Field(foreign_key="accounts.id", index=True)
     action: str = Field(max_length=32)
     seq: int | None = Field(default=None, sa_type=BigInteger)
@@ -210,6 +224,76 @@ class Command(SQLModel, table=True):
     issued_at: int = _ms()
     expires_at: int = _ms()
     updated_at: int = _ms()
+
+
+class Meter(SQLModel, table=True):
+    """A utility meter a gateway reads; ``local_id`` is its id in the gateway's configuration.
+
+    ``unit_id`` is the dwelling it measures (None: common areas, or not yet assigned). A reading
+    from a meter the cloud has not been told about registers it unassigned, kind from the event.
+    """
+
+    __tablename__ = "meters"
+    __table_args__ = (
+        UniqueConstraint("gateway_id", "local_id"),
+        CheckConstraint(_one_of("kind", METER_KINDS), name="kind"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
+    local_id: str = Field(max_length=64)
+    unit_id: int | None = Field(default=None, foreign_key="units.id", index=True)
+    kind: str = Field(max_length=16)
+    name: str = Field(default="", max_length=100)
+    created_at: int = _ms()
+
+
+class MeterReading(SQLModel, table=True):
+    """One reading of one meter: its values (decimal strings by quantity) at ``read_at``.
+
+    The series key is ``(meter_id, read_at)``: its unique index serves every range query, and a
+    reading delivered twice (under another event id) is still stored once.
+    """
+
+    __tablename__ = "meter_readings"
+    __table_args__ = (UniqueConstraint("meter_id", "read_at"),)
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer, "sqlite")
+    )
+    site_id: int = Field(foreign_key="sites.id")
+    meter_id: int = Field(foreign_key="meters.id")
+    read_at: int = _ms()
+    values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    event_id: str = Field(max_length=32)
+    """The gateway event the reading came in."""
+
+
+class Device(SQLModel, table=True):
+    """A field device's health as its gateway last reported it (engineers watch this)."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        UniqueConstraint("gateway_id", "local_id"),
+        CheckConstraint(_one_of("kind", DEVICE_KINDS), name="kind"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
+    local_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    bus: str | None = Field(default=None, max_length=64)
+    online: bool | None = None
+    changed_at: int | None = Field(default=None, sa_type=BigInteger)
+    """When ``online`` last changed (gateway time of the event)."""
+    last_seen: int | None = Field(default=None, sa_type=BigInteger)
+    requests: int = Field(default=0, sa_type=BigInteger)
+    timeouts: int = Field(default=0, sa_type=BigInteger)
+    failures: int = Field(default=0, sa_type=BigInteger)
+    checksum_errors: int = Field(default=0, sa_type=BigInteger)
+    latency_ms: int | None = None
+    """Smoothed reply latency."""
+    stats_at: int | None = Field(default=None, sa_type=BigInteger)
+    """Gateway time of the statistics above (None: only online/offline reported so far)."""
 
 
 class GatewayEvent(SQLModel, table=True):

@@ -70,6 +70,7 @@ async def test_a_report_overtaking_sent_wins_and_late_sent_changes_nothing(
                 id="c" * 32,
                 site_id=seeded.site_id,
                 gateway_id=seeded.gateway_id,
+                target=seeded.door_b1_local,
                 door_id=seeded.door_b1_id,
                 account_id=seeded.logins["li"].account_id,
                 action="door.unlock",

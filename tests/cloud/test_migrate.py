@@ -32,7 +32,7 @@ async def _schema_diff(url: str) -> list[Any]:
 async def test_upgrade_creates_exactly_the_tables_of_the_models(database_url: str) -> None:
     assert await current_revision(database_url) is None
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0001"
+    assert await current_revision(database_url) == head_revision() == "0002"
     assert await _schema_diff(database_url) == []
 
 
