@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -157,7 +158,52 @@ def sim_door(
         run_simulators(device, host=host or "127.0.0.1", port=int(port), prefix=prefix)
 
 
+@sim_app.command("terminal")
+def sim_terminal(
+    device: Annotated[str, typer.Option("--device", "-d", help="Terminal id.")],
+    prefix: Annotated[str, typer.Option(help="Topic prefix of the site.")] = "site",
+    host: Annotated[str, typer.Option(help="Host of the site broker.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the site broker.")] = 1883,
+) -> None:
+    """Simulate a locker terminal: actions from stdin (try `help`), displays printed on arrival."""
+    import sys
+
+    from devices.terminal import TerminalProfileError, run_console
+
+    configure_logging("warning")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_console(
+                device, lines=sys.stdin, echo=typer.echo, host=host, port=port, prefix=prefix
+            )
+    except TerminalProfileError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 ListenOpt = Annotated[str, typer.Option(help="host:port to serve the line on (127.0.0.1 only).")]
+
+
+class ModbusModelOpt(enum.StrEnum):
+    """``--model`` of ``sim modbus``: the register map the meters speak."""
+
+    sdm120 = "sdm120"
+    sdm630 = "sdm630"
+    water = "water"
+
+
+class ParityOpt(enum.StrEnum):
+    """``--parity`` of a simulated line (it only changes the paced character time)."""
+
+    N = "N"
+    E = "E"
+    O = "O"  # noqa: E741  (the parity letter)
+
+
+class DiOrderOpt(enum.StrEnum):
+    """``--di-order`` of ``sim cjt188``."""
+
+    high_first = "high_first"
+    low_first = "low_first"
 
 
 def _listen(listen: str) -> tuple[str, int]:
@@ -189,6 +235,74 @@ def sim_dlt645(
             char_bits=11,
             pace=pace,
             echo=typer.echo,
+        )
+
+
+@sim_app.command("modbus")
+def sim_modbus(
+    listen: ListenOpt = "127.0.0.1:0",
+    meters: Annotated[
+        int, typer.Option(help="Meters on the line (unit ids 1..N).", min=1, max=247)
+    ] = 4,
+    model: Annotated[
+        ModbusModelOpt, typer.Option(help="Register map: sdm120, sdm630 or water.")
+    ] = ModbusModelOpt.sdm120,
+    baud: Annotated[
+        int | None,
+        typer.Option(help="Line rate used for pacing (default: SDM120 2400, else 9600).", min=300),
+    ] = None,
+    parity: Annotated[ParityOpt, typer.Option(help="Parity used for pacing (8N1 by default).")] = (
+        ParityOpt.N
+    ),
+    pace: Annotated[bool, typer.Option(help="Release bytes at the line rate.")] = False,
+) -> None:
+    """Simulate Modbus RTU meters (Eastron SDM120/SDM630 or water) on one line behind socket://."""
+    from courtyard.simulate import MODBUS_LINE, make_modbus_framer, modbus_devices, serve
+
+    host, port = _listen(listen)
+    devices = modbus_devices(meters, model.value)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(
+            make_modbus_framer(),
+            devices,
+            host=host,
+            port=port,
+            baud=baud if baud is not None else MODBUS_LINE[model.value],
+            char_bits=10 if parity is ParityOpt.N else 11,
+            pace=pace,
+            echo=typer.echo,
+            addresses=[str(m.unit_id) for m in devices],
+        )
+
+
+@sim_app.command("cjt188")
+def sim_cjt188(
+    listen: ListenOpt = "127.0.0.1:0",
+    meters: Annotated[int, typer.Option(help="Meters on the line.", min=1, max=247)] = 4,
+    di_order: Annotated[
+        DiOrderOpt, typer.Option(help="Data identifier byte order the meters expect.")
+    ] = DiOrderOpt.high_first,
+    baud: Annotated[int, typer.Option(help="Line rate used for pacing.", min=300)] = 2400,
+    pace: Annotated[bool, typer.Option(help="Release bytes at the line rate (8E1).")] = False,
+) -> None:
+    """Simulate CJ/T 188-2004 water meters on one RS-485 line behind socket://."""
+    from courtyard.simulate import cjt188_devices, make_cjt188_framer, serve
+    from devices.cjt188 import DiOrder
+
+    host, port = _listen(listen)
+    order = DiOrder.HIGH_FIRST if di_order is DiOrderOpt.high_first else DiOrder.LOW_FIRST
+    devices = cjt188_devices(meters, order)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(
+            make_cjt188_framer(),
+            devices,
+            host=host,
+            port=port,
+            baud=baud,
+            char_bits=11,
+            pace=pace,
+            echo=typer.echo,
+            addresses=[m.meter_address.digits for m in devices],
         )
 
 

@@ -3,10 +3,24 @@
 The composition behind ``courtyard demo``, the end-to-end tests and the unlock benchmark, so that
 all three exercise exactly the same wiring. Everything binds 127.0.0.1; every database and key
 file lives under ``data_dir``.
+
+With ``rs485=True`` the gateway also gets three simulated RS-485 lines behind ``socket://``:
+
+* ``meters-1``: six DL/T 645 electricity meters ``em-0001``…``em-0006`` (2400 8E1, two prepaid);
+* ``water-1``: four Modbus RTU water meters ``wm-01``…``wm-04``, unit ids 1…4, register map
+  ``water`` (9600 8N1, the usual water-meter line);
+* ``lockers-a``: one Kerong lock board ``bank-a-0`` (19200 8N1).
+
+The plan's meters (:attr:`~courtyard.seed.CommunityPlan.meters`, the same ids) are registered
+with the cloud, each mapped to its unit, **only with** ``rs485=True``: without the lines no
+gateway reads them, and a meter list of meters that never report would only confuse. A data
+directory first seeded without RS-485 therefore has no meters registered; readings from a later
+run with RS-485 still arrive, and the cloud files such meters as unassigned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -25,16 +39,29 @@ from cloud_sync.service.passwords import PasswordHasher
 from cloud_sync.service.settings import BrokerSettings as CloudBroker
 from cloud_sync.service.settings import CloudSettings
 from cloud_sync.service.tables import Site
-from courtyard.seed import CommunityAccount, CommunityPlan, default_plan, seed_community
+from courtyard.seed import (
+    DEMO_ELECTRICITY_METERS,
+    DEMO_PREPAID_METERS,
+    DEMO_WATER_METERS,
+    CommunityAccount,
+    CommunityPlan,
+    default_plan,
+    electricity_meter_id,
+    seed_community,
+    water_meter_id,
+)
 from courtyard.simulate import (
     dlt645_devices,
     lockboard_devices,
     make_dlt645_framer,
     make_lockboard_framer,
+    make_modbus_framer,
+    modbus_devices,
 )
 from courtyard.web_mount import mount_pages
 from devices.dlt645 import Dlt645Meter
 from devices.door import Behaviour, DoorSimulator
+from devices.modbus import ModbusMeter
 from devices.serialbus import BusServer
 from gateway import DoorSettings, Gateway, GatewaySettings
 from gateway.settings import BrokerSettings as GatewayBroker
@@ -89,6 +116,7 @@ class Community:
         self.meter_interval_s = meter_interval_s
         self.buses: dict[str, BusServer] = {}
         self._meter_devices: list[Dlt645Meter] = []
+        self._water_devices: list[ModbusMeter] = []
         self.accounts: list[CommunityAccount] = []
         self.simulators: dict[str, DoorSimulator] = {}
         self.gateway: Gateway | None = None
@@ -119,29 +147,49 @@ class Community:
         if not self.buses:
             return {}
         meters = self.buses["meters-1"]
+        water = self.buses["water-1"]
         lockers = self.buses["lockers-a"]
         return {
             "buses": [
                 BusSettings(name="meters-1", url=meters.url, baud=2400, parity="E"),
+                BusSettings(name="water-1", url=water.url, baud=9600, parity="N"),
                 BusSettings(name="lockers-a", url=lockers.url, baud=19200, parity="N"),
             ],
             "meters": [
-                MeterSettings(
-                    id=f"em-{device.address[-4:]}",
-                    bus="meters-1",
-                    protocol="dlt645",
-                    address=device.address,
-                    interval_s=self.meter_interval_s,
-                    values=("energy_kwh", "voltage_v", "power_kw"),
-                )
-                for device in self._meter_devices
+                *(
+                    MeterSettings(
+                        id=electricity_meter_id(int(device.address)),
+                        bus="meters-1",
+                        protocol="dlt645",
+                        address=device.address,
+                        interval_s=self.meter_interval_s,
+                        values=("energy_kwh", "voltage_v", "power_kw"),
+                    )
+                    for device in self._meter_devices
+                ),
+                *(
+                    MeterSettings(
+                        id=water_meter_id(device.unit_id),
+                        bus="water-1",
+                        protocol="modbus",
+                        address=str(device.unit_id),
+                        model="water",
+                        interval_s=self.meter_interval_s,
+                        values=("volume_m3", "flow_m3h", "valve"),
+                    )
+                    for device in self._water_devices
+                ),
             ],
             "lockboards": [LockBoardSettings(id="bank-a-0", bus="lockers-a", board=0)],
         }
 
     def _start_buses(self) -> None:
-        self._meter_devices = dlt645_devices(6, prepaid=2)
+        self._meter_devices = dlt645_devices(DEMO_ELECTRICITY_METERS, prepaid=DEMO_PREPAID_METERS)
+        self._water_devices = modbus_devices(DEMO_WATER_METERS, "water")
         self.buses["meters-1"] = BusServer(make_dlt645_framer(), self._meter_devices, baud=2400)
+        self.buses["water-1"] = BusServer(
+            make_modbus_framer(), self._water_devices, baud=9600, char_bits=10
+        )
         self.buses["lockers-a"] = BusServer(
             make_lockboard_framer(), lockboard_devices(1), baud=19200, char_bits=10
         )
@@ -251,12 +299,14 @@ class Community:
                 raise RuntimeError(
                     f"{self.database_url} is already seeded but {self.accounts_file} is missing"
                 )
+            # Meters are registered only when the RS-485 lines that read them run (module doc).
+            plan = self.plan if self.rs485 else dataclasses.replace(self.plan, meters=())
             async with db.session() as session:
                 self.accounts = await seed_community(
                     session,
                     keys,
                     hasher,
-                    self.plan,
+                    plan,
                     gateway_id=self.gateway_id,
                     pulse_ms=self.pulse_ms,
                 )

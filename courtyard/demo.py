@@ -40,13 +40,23 @@ async def run_demo(*, data_dir: Path, http_port: int, mqtt_port: int = 0) -> Non
 
 
 def _announce(community: Community, broker: EmbeddedBroker) -> None:
+    on_bus: dict[str, list[str]] = {}
+    if community.gateway is not None:
+        settings = community.gateway.settings
+        placed = [(m.bus, m.id) for m in settings.meters]
+        placed += [(b.bus, b.id) for b in settings.lockboards]
+        for bus_name, device_id in placed:
+            on_bus.setdefault(bus_name, []).append(device_id)
     lines = [
         "",
         f"Courtyard demo is running: {community.url}/",
         f"  MQTT broker (embedded, MQTT 3.1.1): 127.0.0.1:{broker.port}",
         f"  data, databases and keys: {community.data_dir}",
         f"  demo logins (generated passwords): {community.accounts_file}",
-        *(f"  RS-485 line {name}: {bus.url}" for name, bus in community.buses.items()),
+        *(
+            f"  RS-485 line {name}: {bus.url} ({', '.join(on_bus.get(name, []))})"
+            for name, bus in community.buses.items()
+        ),
         "",
     ]
     for a in community.accounts:

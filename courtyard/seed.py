@@ -1,28 +1,74 @@
-"""Seeding a community: a site, its buildings, doors, households and staff, with fresh passwords.
+"""Seeding a community: a site, its buildings, doors, households, meters and staff.
 
 Used by ``courtyard demo``, the end-to-end tests and the benchmarks. Passwords are generated here
 and returned once; only their Argon2 hashes reach the database.
+
+The demo's meters are the ones its simulated RS-485 lines serve (``courtyard.community``): six
+DL/T 645 electricity meters ``em-0001``…``em-0006`` (nameplates 000000000001…, the first two
+prepaid) and four Modbus water meters ``wm-01``…``wm-04`` (unit ids 1…4). Seeding runs before the
+lines start, so both sides derive the ids from the constants and functions below.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Final
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cloud_sync.service import directory, provisioning
 from cloud_sync.service.keys import CloudKeys
 from cloud_sync.service.passwords import PasswordHasher
+from gateway.settings import MeterKind
 
 __all__ = [
+    "DEMO_ELECTRICITY_METERS",
+    "DEMO_PREPAID_METERS",
+    "DEMO_WATER_METERS",
     "CommunityAccount",
     "CommunityPlan",
     "DoorPlan",
+    "MeterPlan",
     "ResidentPlan",
     "default_plan",
+    "electricity_meter_id",
     "seed_community",
+    "water_meter_id",
 ]
+
+# Where the demo's meters are, in nameplate (unit id) order: (unit label or None, name).
+_DEMO_ELECTRICITY: Final = (
+    ("1-201", "1-201 electricity (prepaid)"),
+    ("2-101", "2-101 electricity (prepaid)"),
+    ("2-202", "2-202 electricity"),
+    ("1-202", "1-202 electricity (vacant)"),
+    (None, "Building 1 stairwell lighting"),
+    (None, ""),  # installed, not yet assigned
+)
+_DEMO_WATER: Final = (
+    ("1-201", "1-201 water"),
+    ("2-101", "2-101 water"),
+    ("2-202", "2-202 water"),
+    (None, "Garden irrigation"),
+)
+
+DEMO_ELECTRICITY_METERS: Final = len(_DEMO_ELECTRICITY)
+"""DL/T 645 meters on the demo's line ``meters-1`` (nameplates 000000000001…)."""
+DEMO_PREPAID_METERS: Final = 2
+"""How many of them (the first ones) are prepaid."""
+DEMO_WATER_METERS: Final = len(_DEMO_WATER)
+"""Modbus RTU water meters on the demo's line ``water-1`` (unit ids 1…)."""
+
+
+def electricity_meter_id(number: int) -> str:
+    """The gateway id of the demo's DL/T 645 meter with nameplate ``number`` (``em-0001``)."""
+    return f"em-{number:04d}"
+
+
+def water_meter_id(unit: int) -> str:
+    """The gateway id of the demo's Modbus water meter with unit id ``unit`` (``wm-01``)."""
+    return f"wm-{unit:02d}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +105,31 @@ class ResidentPlan:
 
 
 @dataclass(frozen=True)
+class MeterPlan:
+    """A meter to register with the cloud: its id in the gateway's configuration, what it
+    measures, the unit it measures (None: common areas or not yet assigned) and a name.
+
+    A unit no resident lives in is created; its building is ``building``, or by default the
+    number before the dash of the label (``1-202`` is in building 1).
+    """
+
+    local_id: str
+    kind: MeterKind
+    unit: str | None = None
+    name: str = ""
+    building: int | None = None
+
+    def building_of_unit(self) -> int:
+        """The building of :attr:`unit` (when it has to be created)."""
+        if self.building is not None:
+            return self.building
+        number = (self.unit or "").partition("-")[0]
+        if not number.isdigit():
+            raise ValueError(f"meter {self.local_id}: give the building of unit {self.unit!r}")
+        return int(number)
+
+
+@dataclass(frozen=True)
 class CommunityPlan:
     """What to seed."""
 
@@ -66,6 +137,7 @@ class CommunityPlan:
     buildings: int = 2
     doors: tuple[DoorPlan, ...] = ()
     residents: tuple[ResidentPlan, ...] = ()
+    meters: tuple[MeterPlan, ...] = ()
     staff: tuple[tuple[str, str], ...] = (
         ("engineer", "engineer"),
         ("admin", "admin"),
@@ -74,8 +146,22 @@ class CommunityPlan:
     )
 
 
+def _demo_meters() -> tuple[MeterPlan, ...]:
+    electricity = (
+        MeterPlan(electricity_meter_id(n), "electricity", unit, name)
+        for n, (unit, name) in enumerate(_DEMO_ELECTRICITY, start=1)
+    )
+    water = (
+        MeterPlan(water_meter_id(n), "water", unit, name)
+        for n, (unit, name) in enumerate(_DEMO_WATER, start=1)
+    )
+    return (*electricity, *water)
+
+
 def default_plan() -> CommunityPlan:
-    """Two buildings with two doors each and four households."""
+    """Two buildings with two doors each, four residents in three households, and the meters
+    of the demo's RS-485 lines: an electricity and a water meter for each household's unit, one
+    electricity meter of a vacant unit, and common or unassigned ones."""
     return CommunityPlan(
         doors=(
             DoorPlan("b1-gate", "Building 1 main gate", 1),
@@ -89,6 +175,7 @@ def default_plan() -> CommunityPlan:
             ResidentPlan("zhang", "张伟", "2-101", 2, "tenant"),
             ResidentPlan("chen", "陈静", "2-202", 2, "owner"),
         ),
+        meters=_demo_meters(),
     )
 
 
@@ -106,7 +193,11 @@ async def seed_community(
     gateway_id: str,
     pulse_ms: int = 3000,
 ) -> list[CommunityAccount]:
-    """Create everything ``plan`` describes (the caller commits); the accounts with passwords."""
+    """Create everything ``plan`` describes (the caller commits); the accounts with passwords.
+
+    Meters are registered for ``gateway_id``, each in its unit (created if no resident lives
+    there) or in none.
+    """
     accounts: list[CommunityAccount] = []
     site = await provisioning.create_site(session, plan.site_name)
     assert site.id is not None
@@ -148,6 +239,19 @@ async def seed_community(
         )
         accounts.append(
             CommunityAccount(r.login, password, "resident", r.unit, r.name, phone, r.building)
+        )
+    for m in plan.meters:
+        unit_id = None
+        if m.unit is not None:
+            if m.unit not in units:
+                u = await provisioning.create_unit(
+                    session, site.id, buildings[m.building_of_unit()], m.unit
+                )
+                assert u.id is not None
+                units[m.unit] = u.id
+            unit_id = units[m.unit]
+        await provisioning.create_meter(
+            session, site.id, gateway_id, m.local_id, m.kind, unit_id=unit_id, name=m.name
         )
     for login, role in plan.staff:
         password = secrets.token_urlsafe(12)

@@ -5,29 +5,83 @@
 :class:`~gateway.meters.MeterReader` and :class:`~gateway.lockers.Lockers` on top, and turns what
 they report into outbox events, each in a transaction of its own:
 
-* ``device.online`` ``{"device", "bus", "online"}`` once per transition of a meter or lock board;
-* ``meter.reading`` ``{"meter", "bus", "values", "read_at"}`` for every reading.
+* ``device.online`` ``{"device", "kind", "bus", "online"}`` once per transition of a meter or
+  lock board (``kind``: ``"meter"`` or ``"lockboard"``);
+* ``meter.reading`` ``{"meter", "kind", "bus", "values", "read_at"}`` for every reading
+  (``kind``: ``"electricity"``, ``"water"``, ``"gas"`` or ``"heat"``);
+* ``device.health`` ``{"bus", "devices": [...]}`` per bus every ``health_interval_s``: each
+  device's state and counters (:meth:`Buses.health_events`). The first report comes
+  ``min(health_interval_s, 60 s)`` after the task starts — time for the first polls, and soon
+  enough that a freshly started gateway shows its statistics within a minute — then at a fixed
+  rate. A bus whose devices would not fit one event's size limit (16 KiB of data; a bus of 247
+  devices with long ids can exceed it) is reported in several events of the same shape, each a
+  part of the bus's devices.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final, Literal
 
+from cloud_sync.protocol.wire import encode
 from gateway.bus import BusOwner
 from gateway.bus_stats import DeviceSnapshot
 from gateway.drivers import bus_gap_s
 from gateway.lockers import Lockers
 from gateway.meters import METER_READING, MeterReader, Reading
 from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outbox
+from gateway.outbox import MAX_EVENT_DATA_BYTES, Outbox
 from gateway.settings import GatewaySettings
 from gateway.store import Store
 
-__all__ = ["DEVICE_ONLINE", "Buses"]
+__all__ = ["DEVICE_HEALTH", "DEVICE_ONLINE", "FIRST_HEALTH_REPORT_MAX_S", "Buses"]
 
 DEVICE_ONLINE = "device.online"
+DEVICE_HEALTH = "device.health"
+FIRST_HEALTH_REPORT_MAX_S: Final = 60.0
+"""The first ``device.health`` report comes after one interval, but never later than this."""
+
+DeviceKind = Literal["meter", "lockboard"]
+
+
+def _device_health(snapshot: DeviceSnapshot, kind: DeviceKind) -> dict[str, Any]:
+    latency = snapshot.latency_ewma_ms
+    return {
+        "device": snapshot.device,
+        "kind": kind,
+        "online": snapshot.online,
+        "last_seen": snapshot.last_seen_ms,
+        "requests": snapshot.requests,
+        "timeouts": snapshot.timeouts,
+        "failures": snapshot.failures,
+        "checksum_errors": snapshot.checksum_errors,
+        "latency_ms": None if latency is None else round(latency),
+    }
+
+
+def _size(data: dict[str, Any]) -> int:
+    return len(encode(data))
+
+
+def _split(bus: str, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"bus", "devices"}`` events holding ``devices`` in order, each within the size limit."""
+    events: list[dict[str, Any]] = []
+    part: list[dict[str, Any]] = []
+    # Size of the envelope, plus each entry and its comma: an upper bound that is exact enough.
+    used = base = _size({"bus": bus, "devices": []})
+    for entry in devices:
+        size = _size(entry) + 1
+        if part and used + size > MAX_EVENT_DATA_BYTES:
+            events.append({"bus": bus, "devices": part})
+            part, used = [], base
+        part.append(entry)
+        used += size
+    if part or not events:
+        events.append({"bus": bus, "devices": part})
+    return events
 
 
 def _observe(metrics: GatewayMetrics, bus: str, device: str, seconds: float) -> None:
@@ -42,6 +96,9 @@ class Buses:
     ) -> None:
         self._store = store
         self._outbox = outbox
+        self._health_interval_s = settings.health_interval_s
+        self._kinds: dict[str, DeviceKind] = {m.id: "meter" for m in settings.meters}
+        self._kinds.update((b.id, "lockboard") for b in settings.lockboards)
         protocols: dict[str, list[str]] = {bus.name: [] for bus in settings.buses}
         for meter in settings.meters:
             protocols[meter.bus].append(meter.protocol)
@@ -61,13 +118,46 @@ class Buses:
         metrics.watch_buses(self.devices, self.ports)
 
     def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
-        """The long-lived tasks to supervise: one owner per bus, one schedule per metered bus."""
+        """The long-lived tasks to supervise: one owner per bus, one schedule per metered bus,
+        and the periodic health report (when there are buses)."""
         tasks: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             (f"bus:{name}", owner.run) for name, owner in self.owners.items()
         ]
         for name in sorted(self.meters.buses()):
             tasks.append((f"meters:{name}", functools.partial(self.meters.run, name)))
+        if self.owners:
+            tasks.append(("bus-health", self.run_health))
         return tasks
+
+    def health_events(self) -> list[dict[str, Any]]:
+        """The data of the ``device.health`` events describing every bus now (see module doc)."""
+        events: list[dict[str, Any]] = []
+        for name, owner in self.owners.items():
+            devices = [
+                _device_health(snapshot, self._kinds.get(device, "meter"))
+                for device, snapshot in owner.devices().items()
+            ]
+            events.extend(_split(name, devices))
+        return events
+
+    def report_health(self) -> int:
+        """Append the ``device.health`` events of every bus in one transaction; how many."""
+        events = self.health_events()
+        with self._store.transaction() as tx:
+            for data in events:
+                self._outbox.append(tx, DEVICE_HEALTH, data)
+        return len(events)
+
+    async def run_health(self) -> None:
+        """Report health at a fixed rate, the first time soon after start (a supervised task)."""
+        interval = self._health_interval_s
+        due = time.monotonic() + min(interval, FIRST_HEALTH_REPORT_MAX_S)
+        while True:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            self.report_health()
+            # Fixed rate; a late report (a suspended box) goes out at once, missed ones are not
+            # caught up.
+            due = max(due + interval, time.monotonic())
 
     def devices(self) -> list[DeviceSnapshot]:
         """Every device's statistics, bus by bus."""
@@ -92,7 +182,12 @@ class Buses:
             await owner.close()
 
     def _transition(self, snapshot: DeviceSnapshot) -> None:
-        data = {"device": snapshot.device, "bus": snapshot.bus, "online": bool(snapshot.online)}
+        data = {
+            "device": snapshot.device,
+            "kind": self._kinds.get(snapshot.device, "meter"),
+            "bus": snapshot.bus,
+            "online": bool(snapshot.online),
+        }
         with self._store.transaction() as tx:
             self._outbox.append(tx, DEVICE_ONLINE, data)
 

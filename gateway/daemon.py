@@ -8,7 +8,7 @@
 
 Start-up order matters: the store opens (and refuses a foreign or newer database), commands left
 unfinished by an earlier run are failed (never finished late), ``gateway.started`` is outboxed,
-then the links connect and the supervised tasks start. Stopping cancels every task (an unlock
+then the links connect and the supervised tasks start. Stopping cancels every task (a command
 under way ends ``failed``/``interrupted``), announces offline on both links, and closes links,
 HTTP server and database, leaving no task, thread or socket behind.
 """
@@ -22,10 +22,10 @@ from typing import Any
 
 import structlog
 
-from cloud_sync.protocol import GatewayTopics, MqttLink
+from cloud_sync.protocol import ACTION_SPECS, GatewayTopics, MqttLink
 from gateway.buses import Buses
 from gateway.command_log import CommandLog
-from gateway.commands import CommandReceiver
+from gateway.commands import CommandHandler, CommandReceiver, MeterRead
 from gateway.doors import DoorDriver
 from gateway.errors import ConfigError
 from gateway.health import HealthServer
@@ -51,6 +51,8 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree wi
 
 #: Accepted command records are kept this long (the per-key seq keeps guarding after that).
 _COMMAND_RETENTION_MS = 30 * 24 * 3600 * 1000
+#: The actions this gateway executes (each has a handler in ``_run``).
+_ACTIONS = ("door.unlock", "meter.read")
 
 
 def _load_keys(settings: GatewaySettings) -> dict[str, VerifyKey]:
@@ -62,6 +64,16 @@ def _load_keys(settings: GatewaySettings) -> dict[str, VerifyKey]:
             raise ConfigError("cloud_keys", exc.reason) from exc
         keys[key.kid] = key
     return keys
+
+
+def _targets(settings: GatewaySettings) -> dict[str, list[str]]:
+    """For each action this gateway executes, the configured ids its commands may name.
+
+    By the kind of target the protocol says the action names (``ActionSpec.target``): a
+    ``door.unlock`` names a door, a ``meter.read`` a meter. No meters configured: no meter targets.
+    """
+    ids = {"door": [d.id for d in settings.doors], "meter": [m.id for m in settings.meters]}
+    return {action: ids[ACTION_SPECS[action].target] for action in _ACTIONS}
 
 
 def _link(broker: BrokerSettings, client_id: str, presence_topic: str, **kw: Any) -> MqttLink:
@@ -198,7 +210,7 @@ class Gateway:
         s = self.settings
         outbox = self._outbox = Outbox(store, clock=clock.now_ms, metrics=self.metrics)
         commands = self._commands = CommandLog(store, outbox, clock.now_ms, self.metrics)
-        guard = ReplayGuard(store, keys, s.id, [d.id for d in s.doors])
+        guard = ReplayGuard(store, keys, s.id, _targets(s))
         commands.fail_unfinished()
         guard.prune(clock.now_ms() - _COMMAND_RETENTION_MS)
         with store.transaction() as tx:
@@ -215,13 +227,17 @@ class Gateway:
         )
         uplink = Uplink(cloud, self.topics, outbox, s.uplink, self.metrics)
         buses = self._buses = Buses(s, store, outbox, self.metrics)
+        handlers: dict[str, CommandHandler] = {
+            "door.unlock": driver.unlock,
+            "meter.read": MeterRead(buses.meters, commands, clock.now_ms),
+        }
         receiver = CommandReceiver(
             cloud,
             store,
             outbox,
             guard,
             commands,
-            driver,
+            handlers,
             clock.now_ms,
             self.metrics,
             self.supervisor.spawn,

@@ -35,7 +35,7 @@ from gateway.bus_errors import ExchangeError, NoReplyError, UnknownDeviceError
 from gateway.bus_exchange import Exchange, Outcome, Priority
 from gateway.drivers import MeterDriver, ReadPlan, meter_driver
 from gateway.drivers.base import Value
-from gateway.settings import MeterSettings
+from gateway.settings import MeterKind, MeterSettings
 
 __all__ = ["METER_READING", "MeterReader", "Reading"]
 
@@ -56,6 +56,8 @@ class Reading:
     bus: str
     values: Mapping[str, Value]
     read_at: int
+    kind: MeterKind
+    """What the meter measures (:attr:`~gateway.settings.MeterSettings.effective_kind`)."""
     missing: tuple[str, ...] = ()
     """Configured values the meter did not deliver this time."""
 
@@ -63,6 +65,7 @@ class Reading:
         """The ``meter.reading`` event: numbers as decimal strings (the sync wire has no floats)."""
         return {
             "meter": self.meter,
+            "kind": self.kind,
             "bus": self.bus,
             "values": {
                 name: format(value, "f") if isinstance(value, Decimal) else value
@@ -70,6 +73,21 @@ class Reading:
             },
             "read_at": self.read_at,
         }
+
+
+_MAX_DECIMALS: Final = Decimal("1e-9")
+_MAX_MAGNITUDE: Final = Decimal("1e18")
+
+
+def _on_wire(value: Value) -> Value | None:
+    """``value`` as the sync wire carries it, or None when it cannot (not finite, too large)."""
+    if not isinstance(value, Decimal):
+        return value
+    if not value.is_finite() or abs(value) >= _MAX_MAGNITUDE:
+        return None
+    if value.as_tuple().exponent < -9:  # type: ignore[operator]  # finite: an int exponent
+        value = value.quantize(_MAX_DECIMALS)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +213,17 @@ class MeterReader:
                 first_error = first_error or got
             else:
                 values.update(got)
+        # What the cloud cannot store exactly is not a reading: a float32 register holding NaN or
+        # infinity is missing this time; more than 9 decimals are rounded (half-even) to 9.
+        values = {
+            name: wire for name, value in values.items() if (wire := _on_wire(value)) is not None
+        }
         if not values:
             raise first_error or NoReplyError(owner.name, settings.id, "nothing was read")
         names = tuple(name for name in settings.values if name not in values)
-        reading = Reading(settings.id, owner.name, values, self._wall_ms(), names)
+        reading = Reading(
+            settings.id, owner.name, values, self._wall_ms(), settings.effective_kind, names
+        )
         self._record(reading)
         self.readings += 1
         return reading

@@ -7,12 +7,15 @@ command before; that needs state that outlives the process:
 * a command id that was seen before is refused ``replayed``;
 * a ``seq`` at or below the highest seq accepted for the signing key is refused
   ``out_of_sequence`` — so even a command whose id record was pruned can never run twice;
-* a target that is not one of this gateway's doors is refused ``unknown_target``.
+* an action this gateway has no handler for is refused ``unsupported_action``, and a target that
+  is not one of the gateway's things that action applies to (``door.unlock``: its doors,
+  ``meter.read``: its meters) is refused ``unknown_target`` — a door id in a ``meter.read`` too.
 
 :meth:`ReplayGuard.accept` records the accepted seq and the command inside the caller's
 transaction, which the caller commits (``synchronous=FULL``) *before* anything actuates: a crash
 after the commit loses at most a pulse, never lets the same bytes pulse twice. Commands whose
-signature did not verify are never recorded, so forged messages cannot poison the id table.
+signature did not verify are never recorded, so forged messages cannot poison the id table. A
+refused command does not advance its key's seq.
 """
 
 from __future__ import annotations
@@ -64,12 +67,18 @@ class ReplayGuard:
         store: Store,
         keys: Mapping[str, VerifyKey],
         gateway_id: str,
-        doors: Collection[str],
+        targets: Mapping[str, Collection[str]],
     ) -> None:
+        """``targets``: for each action this gateway executes, the ids its commands may name."""
         self._store = store
         self._keys = dict(keys)
         self._gateway = gateway_id
-        self._doors = frozenset(doors)
+        self._targets = {action: frozenset(ids) for action, ids in targets.items()}
+
+    @property
+    def actions(self) -> frozenset[str]:
+        """The actions this guard lets through (each needs a handler)."""
+        return frozenset(self._targets)
 
     def verify(self, data: bytes, now_ms: int) -> CommandBody:
         """The stateless checks; raises :class:`CommandRefused`."""
@@ -83,7 +92,10 @@ class ReplayGuard:
         row = tx.execute("SELECT last_seq FROM replay_keys WHERE kid = ?", (body.kid,)).fetchone()
         if row is not None and body.seq <= row[0]:
             raise CommandRefused(RefusalReason.OUT_OF_SEQUENCE, body.id)
-        if body.target not in self._doors:
+        targets = self._targets.get(body.action)
+        if targets is None:
+            raise CommandRefused(RefusalReason.UNSUPPORTED_ACTION, body.id)
+        if body.target not in targets:
             raise CommandRefused(RefusalReason.UNKNOWN_TARGET, body.id)
         tx.execute(
             "INSERT INTO replay_keys (kid, last_seq, updated_ms) VALUES (?, ?, ?)"
@@ -91,6 +103,8 @@ class ReplayGuard:
             " updated_ms = excluded.updated_ms",
             (body.kid, body.seq, now_ms),
         )
+        # The ``door`` column holds the target of any action (it was named when unlocks were the
+        # only commands); the lifecycle of every command is recorded the same way.
         tx.execute(
             "INSERT INTO commands (id, kid, seq, door, action, actor, status, reason,"
             " received_ms, expires_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -10,6 +10,7 @@ operator, command-verifying keys are named by path.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,11 +29,16 @@ from devices.door import (
 __all__ = [
     "BrokerSettings",
     "BusSettings",
+    "CompartmentSettings",
+    "CompartmentSize",
     "DoorSettings",
     "GatewaySettings",
     "HttpSettings",
     "LockBoardSettings",
+    "LockerBankSettings",
+    "MeterKind",
     "MeterSettings",
+    "ParcelRules",
     "SiteBrokerSettings",
     "UplinkSettings",
 ]
@@ -162,6 +168,13 @@ _METER_VALUES = frozenset(
     }
 )
 
+MeterKind = Literal["electricity", "water", "gas", "heat"]
+"""What a meter measures, as the cloud files it (a unit's electricity, water, gas or heat)."""
+
+# At most this many devices share one bus: the Modbus unit-id space, and what one RS-485 segment
+# with repeaters carries in practice. It also bounds a bus's ``device.health`` report.
+MAX_DEVICES_PER_BUS = 247
+
 # Modbus RTU unit ids a meter may have (0 is broadcast, 248..255 reserved), written plainly.
 _MODBUS_UNIT = re.compile(r"[1-9][0-9]{0,2}")
 
@@ -193,6 +206,8 @@ class MeterSettings(_Model):
     """CJ/T 188 only: data identifier byte order on the wire (``high_first`` when unset)."""
     timeout_ms: Annotated[int, Field(ge=10, le=10_000)] | None = None
     """Overrides the bus's reply timeout for this meter."""
+    kind: MeterKind | None = None
+    """What the meter measures; derived from the protocol settings when unset."""
 
     @field_validator("id")
     @classmethod
@@ -200,6 +215,22 @@ class MeterSettings(_Model):
         if not _ID.fullmatch(value):
             raise ValueError("a meter id is 1..64 characters of [A-Za-z0-9_.:-]")
         return value
+
+    @property
+    def derived_kind(self) -> MeterKind:
+        """The kind the protocol settings imply: DL/T 645 and the Eastron maps measure
+        electricity, the Modbus ``water`` map water; CJ/T 188 water, or gas for ``meter_type``
+        ``gas``."""
+        if self.protocol == "modbus":
+            return "water" if self.model == "water" else "electricity"
+        if self.protocol == "cjt188":
+            return "gas" if self.meter_type == "gas" else "water"
+        return "electricity"
+
+    @property
+    def effective_kind(self) -> MeterKind:
+        """The kind reported to the cloud: ``kind`` when set, else :attr:`derived_kind`."""
+        return self.kind if self.kind is not None else self.derived_kind
 
     @field_validator("values")
     @classmethod
@@ -223,6 +254,11 @@ class MeterSettings(_Model):
                 raise ValueError("a CJ/T 188 meter's address is 14 digits")
         elif self.meter_type is not None or self.di_order is not None:
             raise ValueError("meter_type and di_order are for CJ/T 188 meters only")
+        if self.kind is not None and self.kind != self.derived_kind:
+            raise ValueError(
+                f"kind {self.kind!r} contradicts the meter's protocol settings,"
+                f" which measure {self.derived_kind}"
+            )
         return self
 
 
@@ -240,6 +276,88 @@ class LockBoardSettings(_Model):
         if not _ID.fullmatch(value):
             raise ValueError("a lock board id is 1..64 characters of [A-Za-z0-9_.:-]")
         return value
+
+
+CompartmentSize = Literal["mini", "S", "M", "L"]
+"""A locker compartment's size, smallest first."""
+
+
+class CompartmentSettings(_Model):
+    """One compartment of a locker bank: lock ``lock`` of lock board ``board`` (docs/parcels.md).
+
+    ``no`` is the number printed on the door, unique within its bank.
+    """
+
+    no: Annotated[int, Field(ge=1, le=255)]
+    board: str
+    lock: Annotated[int, Field(ge=1, le=16)]
+    size: CompartmentSize
+
+
+class LockerBankSettings(_Model):
+    """A locker bank: compartments on lock boards, and the terminal (keypad + camera) in front.
+
+    ``id`` is the target of parcel commands; ``terminal`` names the bank's terminal device on the
+    site broker, if it has one.
+    """
+
+    id: str
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    terminal: str | None = None
+    compartments: Annotated[tuple[CompartmentSettings, ...], Field(min_length=1, max_length=255)]
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_identifier(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise ValueError("a locker bank id is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+    @field_validator("terminal")
+    @classmethod
+    def _terminal_is_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_id(value):
+            raise ValueError("a terminal device name is 1..64 characters of [A-Za-z0-9_.:-]")
+        return value
+
+    @field_validator("compartments")
+    @classmethod
+    def _numbers_are_unique(
+        cls, value: tuple[CompartmentSettings, ...]
+    ) -> tuple[CompartmentSettings, ...]:
+        numbers = [c.no for c in value]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("compartment numbers must be unique within a bank")
+        return value
+
+
+class ParcelRules(_Model):
+    """The site's parcel rules: pickup codes, fees, retention, time-outs, keypad lockout.
+
+    ``code_key_file`` is the gateway's 32-byte site code key (mode 0600, written at provisioning);
+    it is required as soon as a locker bank is configured.
+    """
+
+    code_key_file: Path | None = None
+    code_digits: Annotated[int, Field(ge=6, le=8)] = 8
+    free_h: Annotated[int, Field(ge=0, le=8760)] = 12
+    fee_period_h: Annotated[int, Field(ge=1, le=8760)] = 12
+    fee_per_period_cents: Annotated[int, Field(ge=0, le=1_000_000)] = 50
+    fee_cap_cents: Annotated[int, Field(ge=0, le=100_000_000)] = 300
+    retention_h: Annotated[int, Field(ge=1, le=8760)] = 72
+    deposit_timeout_s: Annotated[int, Field(ge=10, le=86_400)] = 300
+    left_open_s: Annotated[int, Field(ge=5, le=86_400)] = 120
+    code_lockout_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    code_lockout_window_s: Annotated[int, Field(ge=1, le=86_400)] = 600
+    code_lockout_s: Annotated[int, Field(ge=1, le=86_400)] = 600
+    code_lockout_max_s: Annotated[int, Field(ge=1, le=7 * 86_400)] = 14_400
+    watch_interval_s: Annotated[float, Field(ge=0.01, le=60)] = 1.0
+
+    @model_validator(mode="after")
+    def _lockout_grows_to_its_maximum(self) -> ParcelRules:
+        if self.code_lockout_max_s < self.code_lockout_s:
+            raise ValueError("code_lockout_max_s must not be below code_lockout_s")
+        return self
 
 
 class GatewaySettings(_Model):
@@ -260,6 +378,13 @@ class GatewaySettings(_Model):
     buses: list[BusSettings] = Field(default_factory=list)
     meters: list[MeterSettings] = Field(default_factory=list)
     lockboards: list[LockBoardSettings] = Field(default_factory=list)
+    lockers: tuple[LockerBankSettings, ...] = ()
+    """Parcel locker banks (docs/parcels.md); their compartments sit on ``lockboards``."""
+    parcels: ParcelRules = ParcelRules()
+    health_interval_s: Annotated[float, Field(ge=5, le=86_400)] = 300
+    """How often each bus reports its devices' statistics (``device.health``); the first report
+    comes after ``min(health_interval_s, 60)`` seconds. 0 ("off") is refused: regular reports are
+    how the cloud keeps device statistics current."""
 
     @field_validator("id")
     @classmethod
@@ -301,6 +426,12 @@ class GatewaySettings(_Model):
         for device, bus in placed:
             if bus not in buses:
                 raise ValueError(f"{device} is on bus {bus!r}, which is not configured")
+        per_bus = Counter(bus for _, bus in placed)
+        crowded = sorted(bus for bus, n in per_bus.items() if n > MAX_DEVICES_PER_BUS)
+        if crowded:
+            raise ValueError(
+                f"bus {crowded[0]!r} has more than {MAX_DEVICES_PER_BUS} devices; split the line"
+            )
         # Two devices answering the same address on one line would collide on every request.
         addresses: list[tuple[str, str, str]] = [
             (m.bus, m.protocol, m.address) for m in self.meters
@@ -309,6 +440,37 @@ class GatewaySettings(_Model):
         if len(set(addresses)) != len(addresses):
             raise ValueError("two devices of one protocol share an address on one bus")
         return self
+
+    @model_validator(mode="after")
+    def _lockers_are_consistent(self) -> GatewaySettings:
+        banks = [bank.id for bank in self.lockers]
+        if len(set(banks)) != len(banks):
+            raise ValueError("locker bank ids must be unique")
+        boards = {board.id: board for board in self.lockboards}
+        wired: set[tuple[str, int]] = set()
+        for bank in self.lockers:
+            for c in bank.compartments:
+                board = boards.get(c.board)
+                if board is None:
+                    raise ValueError(
+                        f"locker {bank.id} compartment {c.no}: lock board {c.board!r}"
+                        " is not configured"
+                    )
+                if c.lock > board.locks:
+                    raise ValueError(
+                        f"locker {bank.id} compartment {c.no}: board {c.board!r} has"
+                        f" {board.locks} locks, not {c.lock}"
+                    )
+                if (c.board, c.lock) in wired:
+                    raise ValueError(f"lock {c.lock} of board {c.board!r} is used twice")
+                wired.add((c.board, c.lock))
+        if self.lockers and self.parcels.code_key_file is None:
+            raise ValueError("parcels.code_key_file is required when lockers are configured")
+        return self
+
+    def locker_bank(self, bank_id: str) -> LockerBankSettings | None:
+        """The locker bank with ``bank_id``, if configured."""
+        return next((b for b in self.lockers if b.id == bank_id), None)
 
     def bus(self, name: str) -> BusSettings | None:
         """The bus called ``name``, if configured."""

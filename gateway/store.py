@@ -71,6 +71,52 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " seq INTEGER NOT NULL DEFAULT 0,"
         " online INTEGER) WITHOUT ROWID",
     ),
+    (
+        # Parcel lockers (docs/parcels.md, gateway/locker_banks.py). One row per configured
+        # compartment, reconciled with the settings at start-up; ``parcel`` is the parcel the
+        # compartment holds or is being cleared of.
+        "CREATE TABLE compartments ("
+        " bank TEXT NOT NULL,"
+        " no INTEGER NOT NULL,"
+        " board TEXT NOT NULL,"
+        " lock INTEGER NOT NULL,"
+        " size TEXT NOT NULL,"
+        " state TEXT NOT NULL,"
+        " parcel TEXT,"
+        " reason TEXT,"
+        " changed_ms INTEGER NOT NULL,"
+        " PRIMARY KEY (bank, no)) WITHOUT ROWID",
+        # Every parcel the gateway handled; ``code_index`` is the keyed hash of its pickup code.
+        "CREATE TABLE parcels ("
+        " id TEXT PRIMARY KEY,"
+        " bank TEXT NOT NULL,"
+        " compartment INTEGER,"
+        " size TEXT NOT NULL,"
+        " unit TEXT NOT NULL,"
+        " courier INTEGER,"
+        " company TEXT,"
+        " deposit_via TEXT NOT NULL,"
+        " state TEXT NOT NULL,"
+        " code_n INTEGER,"
+        " code_index TEXT,"
+        " opened_ms INTEGER,"
+        " deposited_ms INTEGER,"
+        " picked_ms INTEGER,"
+        " via TEXT,"
+        " fee_cents INTEGER,"
+        " changed_ms INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE INDEX parcels_by_bank_state ON parcels (bank, state)",
+        # Two parcels holding a code in one bank never share its index.
+        "CREATE UNIQUE INDEX parcels_by_code ON parcels (bank, code_index)"
+        " WHERE state IN ('occupied', 'opening')",
+        # Wrong pickup codes typed at a bank's keypad (the recent ones) and its lockout.
+        "CREATE TABLE code_failures (bank TEXT NOT NULL, at_ms INTEGER NOT NULL)",
+        "CREATE INDEX code_failures_by_bank ON code_failures (bank, at_ms)",
+        "CREATE TABLE code_lockouts ("
+        " bank TEXT PRIMARY KEY,"
+        " lockouts INTEGER NOT NULL,"
+        " locked_until_ms INTEGER NOT NULL) WITHOUT ROWID",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

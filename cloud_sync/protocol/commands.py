@@ -11,8 +11,13 @@ a signed body mean something else. The body binds every field a replay or redire
     {"action":"door.unlock","actor":"resident:7","args":{"pulse_ms":3000},"exp":…,"gw":"gw-1",
      "iat":…,"id":"<32 hex>","kid":"<16 hex>","seq":42,"target":"door:b1-main","v":1}
 
-Checks here are the stateless ones (size, signature, key, gateway binding, window). Replay and
-sequence checks need durable state and live with the gateway's replay guard.
+Checks here are the stateless ones (size, signature, key, gateway binding, action, window). Replay,
+sequence and target checks need durable state or the gateway's configuration and live with the
+gateway's replay guard.
+
+The actions a command may carry are :data:`ACTION_SPECS`, one :class:`ActionSpec` each: adding an
+action to the protocol is one line there (the gateway then needs a handler and its targets, the
+cloud a service that creates such commands).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from cloud_sync.protocol.errors import CommandRefused, RefusalReason, SyncProtocolError
+from cloud_sync.protocol.lifecycle import TERMINAL, CommandStatus
 from cloud_sync.protocol.wire import (
     MAX_COMMAND_BYTES,
     check_id,
@@ -37,9 +44,13 @@ from trust import SignatureError, SigningKey, VerifyKey
 
 __all__ = [
     "ACTIONS",
+    "ACTION_SPECS",
+    "MAX_ARGS",
     "MAX_LIFETIME_MS",
     "SIGNING_DOMAIN",
+    "ActionSpec",
     "CommandBody",
+    "check_args",
     "sign_command",
     "verify_command",
 ]
@@ -48,9 +59,61 @@ SIGNING_DOMAIN = "cmd/v1"
 MAX_LIFETIME_MS = 60_000
 #: How far a gateway's clock may lag the cloud's before a fresh command looks "not yet valid".
 CLOCK_SKEW_MS = 5_000
-ACTIONS = frozenset({"door.unlock"})
+#: At most this many entries in a command's ``args``.
+MAX_ARGS = 16
+_MAX_ARG_TEXT = 256
 _CMD_ID = re.compile(r"[0-9a-f]{32}")
 _MAX = (1 << 63) - 1
+_S = CommandStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One action a signed command may carry: what its target names, how it can succeed."""
+
+    name: str
+    """The body's ``action``."""
+    target: str
+    """What kind of thing the body's ``target`` names at the gateway, by its configured id:
+    ``door`` (``doors[].id``), ``meter`` (``meters[].id``)."""
+    outcomes: frozenset[CommandStatus]
+    """The terminal statuses that mean the work was done. Every action may also end ``failed``,
+    ``rejected`` or ``expired``."""
+
+    def __post_init__(self) -> None:
+        check_id(self.name, "action")
+        check_id(self.target, "target kind")
+        if not self.outcomes or not self.outcomes <= TERMINAL:
+            raise ValueError("an action's outcomes are terminal statuses")
+
+
+#: Every action of this protocol version, by name. One line per action.
+ACTION_SPECS: Mapping[str, ActionSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            ActionSpec("door.unlock", "door", frozenset({_S.OPENED, _S.RELEASED_NOT_OPENED})),
+            ActionSpec("meter.read", "meter", frozenset({_S.COMPLETED})),
+        )
+    }
+)
+ACTIONS = frozenset(ACTION_SPECS)
+
+
+def check_args(args: Any) -> dict[str, int | str]:
+    """``args`` as a command may carry them: at most :data:`MAX_ARGS` entries, identifier names,
+    integer or short string values; raises :class:`SyncProtocolError`."""
+    if not isinstance(args, Mapping) or len(args) > MAX_ARGS:
+        raise SyncProtocolError(f"args must be an object of at most {MAX_ARGS} entries")
+    checked: dict[str, int | str] = {}
+    for k, v in args.items():
+        check_id(k, "arg name")
+        checked[k] = (
+            check_str(v, "arg", _MAX_ARG_TEXT)
+            if isinstance(v, str)
+            else (check_int(v, "arg", -_MAX, _MAX))
+        )
+    return checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +142,7 @@ class CommandBody:
         check_int(self.seq, "seq", 1, _MAX)
         check_int(self.issued_at, "iat", 0, _MAX)
         check_int(self.expires_at, "exp", 0, _MAX)
-        if not isinstance(self.args, Mapping) or len(self.args) > 16:
-            raise SyncProtocolError("args must be an object of at most 16 entries")
-        for k, v in self.args.items():
-            check_id(k, "arg name")
-            if isinstance(v, str):
-                check_str(v, "arg", 256)
-            else:
-                check_int(v, "arg", -_MAX, _MAX)
+        check_args(self.args)
 
     def to_obj(self) -> dict[str, Any]:
         """The JSON object form of the body."""

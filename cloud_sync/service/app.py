@@ -34,6 +34,7 @@ from cloud_sync.service import (
     routes_audit,
     routes_devices,
     routes_doors,
+    routes_meters,
     routes_residents,
     routes_sessions,
 )
@@ -80,6 +81,7 @@ TABLES: tuple[RouteTable, ...] = (
     routes_sessions.table,
     routes_doors.table,
     routes_devices.table,
+    routes_meters.table,
     routes_audit.table,
     routes_residents.table,
     openapi.table,

@@ -11,13 +11,15 @@ assigned. Per gateway, :class:`Dispatcher` holds an asyncio lock across
 3. signing and publishing at QoS 1, waiting for the broker's PUBACK,
 
 and only then marks the command ``sent`` (one autocommit statement; a gateway report that
-overtakes it is handled by :mod:`~cloud_sync.service.transitions`). Two concurrent unlocks of
-doors on one gateway are therefore published 41, 42 — never 42, 41.
+overtakes it is handled by :mod:`~cloud_sync.service.transitions`). Two concurrent commands for
+one gateway are therefore published 41, 42 — never 42, 41.
 
-A new unlock goes through :meth:`Dispatcher.submit`: steps 1–2 are the same transaction that
-inserts the command row and appends its audit record (one commit instead of two; the gateway
-row is locked first, then the site's audit head, the order ingest takes them in as well).
-:meth:`Dispatcher.dispatch` numbers a command that is already stored.
+Every new command goes through :meth:`Dispatcher.submit`: steps 1–2 are the same transaction
+that inserts the command row and appends its audit record (one commit instead of two; the gateway
+row is locked first, then the site's audit head, the order ingest takes them in as well). The
+dispatcher is action-neutral: the signed body's ``target`` is ``Command.target`` (a door's or a
+meter's local id on the gateway) and its ``args`` are what the caller passes (``{"pulse_ms": …}``
+for ``door.unlock``, nothing for ``meter.read``).
 
 **Several service instances.** The asyncio lock orders publishes within one process; the row lock
 only orders the numbering. Two instances dispatching to the same gateway could still publish out
@@ -30,15 +32,16 @@ across steps 1–3 in place of the asyncio lock, or route each gateway's dispatc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from sqlalchemy import Table, bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_sync.protocol import (
+    ACTIONS,
     CommandBody,
     CommandStatus,
     GatewayTopics,
@@ -59,27 +62,12 @@ log = structlog.get_logger(__name__)
 
 _S = CommandStatus
 _GATEWAYS: Table = Gateway.__table__  # type: ignore[attr-defined]  # SQLModel leaves it untyped
-_COMMANDS: Table = Command.__table__  # type: ignore[attr-defined]
 _NEXT_SEQ = (
     _GATEWAYS.update()
     .where(_GATEWAYS.c.id == bindparam("gw"))
     .values(command_seq=_GATEWAYS.c.command_seq + 1)
     .returning(_GATEWAYS.c.command_seq)
 )
-
-
-class _NotClaimed(Exception):
-    """The command was numbered or finished by someone else: roll back, publish nothing."""
-
-
-class DoorLike(Protocol):
-    """What dispatch needs of a door (a row, or the ORM object)."""
-
-    @property
-    def local_id(self) -> str: ...
-
-    @property
-    def pulse_ms(self) -> int: ...
 
 
 class Dispatcher:
@@ -107,52 +95,56 @@ class Dispatcher:
         self.published = 0
 
     async def submit(
-        self, command: Command, door: DoorLike, record: Callable[[AsyncConnection], Awaitable[None]]
+        self,
+        command: Command,
+        args: Mapping[str, int | str],
+        record: Callable[[AsyncConnection], Awaitable[None]],
     ) -> CommandStatus:
         """Store a NEW command numbered, then sign and publish it; the status it has afterwards.
 
-        In one transaction, under the gateway's lock: take the gateway's next ``seq`` (row lock),
-        set it on ``command``, and let ``record`` insert the command row and its audit record. A
-        failing ``record`` (an idempotency-key race) rolls the number back with everything else.
+        ``args`` become the signed body's ``args``; its ``target`` is ``command.target``. In one
+        transaction, under the gateway's lock: take the gateway's next ``seq`` (row lock), set it
+        on ``command``, and let ``record`` insert the command row and its audit record. A failing
+        ``record`` (an idempotency-key race) rolls the number back with everything else.
         Publishing follows the commit, still under the lock, so publish order is ``seq`` order.
+
+        ``queued`` afterwards means the broker did not confirm in time (the link is down): the
+        message stays queued in the MQTT client and the sweeper expires the command if no report
+        arrives. A command that cannot be signed as given (an unknown action, a target or args
+        the wire refuses: a caller's bug) raises ``ValueError`` or ``SyncProtocolError`` before
+        anything is stored.
         """
+        if command.action not in ACTIONS:
+            raise ValueError(f"no such command action: {command.action!r}")
+        # Checked now, with a stand-in seq: after the commit it would be too late to refuse.
+        unsigned = self._body(command, args, seq=1)
         async with self._locks[command.gateway_id]:
             async with self._db.begin() as conn:
                 command.seq = await self._next_seq(conn, command.gateway_id)
                 await record(conn)
             if command.seq is None:
                 return _S(command.status)  # no such gateway: stays queued, the sweeper ends it
-            return await self._publish(command, door, command.seq)
+            return await self._publish(command, dataclasses.replace(unsigned, seq=command.seq))
 
-    async def dispatch(self, command: Command, door: DoorLike) -> CommandStatus:
-        """Number, sign and publish an already stored queued command; the status it has afterwards.
-
-        ``queued`` means the broker did not confirm in time (the link is down): the message stays
-        queued in the MQTT client and the sweeper expires the command if no report arrives.
-        """
-        async with self._locks[command.gateway_id]:
-            seq = await self._assign_seq(command)
-            if seq is None:
-                return _S(command.status)
-            return await self._publish(command, door, seq)
-
-    async def _publish(self, command: Command, door: DoorLike, seq: int) -> CommandStatus:
-        """Sign and publish (the caller holds the gateway's lock), then mark the command sent."""
-        if self._clock.now_ms() >= command.expires_at:
-            # Waited too long (a slow lock or database): never publish a dead command.
-            return await self._expire(command)
-        body = CommandBody(
+    def _body(self, command: Command, args: Mapping[str, int | str], seq: int) -> CommandBody:
+        return CommandBody(
             id=command.id,
             gateway=command.gateway_id,
-            target=door.local_id,
+            target=command.target,
             action=command.action,
             seq=seq,
             issued_at=command.issued_at,
             expires_at=command.expires_at,
             kid=self._keys.signing.kid,
             actor=f"account:{command.account_id}",
-            args={"pulse_ms": door.pulse_ms},
+            args=dict(args),
         )
+
+    async def _publish(self, command: Command, body: CommandBody) -> CommandStatus:
+        """Sign and publish (the caller holds the gateway's lock), then mark the command sent."""
+        if self._clock.now_ms() >= command.expires_at:
+            # Waited too long (a slow lock or database): never publish a dead command.
+            return await self._expire(command)
         payload = sign_command(self._keys.signing, body)
         topic = GatewayTopics(command.gateway_id, self._root).down_cmd
         try:
@@ -173,30 +165,6 @@ class Dispatcher:
     async def _next_seq(self, conn: AsyncConnection, gateway_id: str) -> int | None:
         seq = (await conn.execute(_NEXT_SEQ, {"gw": gateway_id})).scalar_one_or_none()
         return None if seq is None else int(seq)
-
-    async def _assign_seq(self, command: Command) -> int | None:
-        c = _COMMANDS.c
-        try:
-            async with self._db.begin() as conn:
-                seq = await self._next_seq(conn, command.gateway_id)
-                if seq is None:
-                    return None
-                claimed = (
-                    await conn.execute(
-                        _COMMANDS.update()
-                        .where(c.id == command.id, c.status == _S.QUEUED.value, c.seq.is_(None))
-                        .values(seq=seq)
-                        .returning(c.id)
-                    )
-                ).scalar_one_or_none()
-                if claimed is None:
-                    raise _NotClaimed
-        except _NotClaimed:
-            # Already numbered (dispatched twice) or finished meanwhile: publish nothing (the
-            # number taken above is rolled back with the transaction).
-            return None
-        command.seq = seq
-        return seq
 
     async def _expire(self, command: Command) -> CommandStatus:
         now = self._clock.now_ms()

@@ -10,7 +10,7 @@
 3. Apply the effects of the new events only:
 
    ``command.status`` {"command": "<32 hex>", "status": "acknowledged" | "opened" |
-   "released_not_opened" | "failed" | "rejected", "reason"?}
+   "released_not_opened" | "completed" | "failed" | "rejected", "reason"?}
        the command advances through the lifecycle (late reports change nothing);
    ``door.online`` {"door": local_id, "online": bool}
        ``doors.online``;
@@ -18,24 +18,38 @@
        kinds ``forced_open`` and ``held_open`` raise an alarm;
    ``gateway.alarm`` {"kind", ...}
        an alarm;
+   ``meter.reading`` {"meter": local_id, "bus", "values": {name: "decimal" | "state word"},
+   "read_at": ms, "kind"?}
+       a row of ``meter_readings``, once per ``(meter, read_at)`` whatever the event id; a meter
+       the cloud does not know is registered (unassigned, ``kind`` from the event; without a
+       valid ``kind`` the reading is not stored);
+   ``device.online`` {"device", "bus", "online": bool, "kind"?}
+       the device's ``online``, ``bus`` and ``changed_at`` (= the event's ``ts``), unless the
+       row already holds a later change (batches may be applied out of order);
+   ``device.health`` {"bus", "devices": [{"device", "kind"?, "online", "last_seen",
+   "requests", "timeouts", "failures", "checksum_errors", "latency_ms"}]}
+       each device's counters, ``online`` and ``last_seen`` as of the event's ``ts``
+       (``stats_at``), unless the row already holds later statistics;
    ``gateway.started`` {"version"}, and any other type
        stored only.
 
-   An event whose data is not of the expected shape is stored and logged, without effect.
+   An event whose data is not of the expected shape is stored and logged, without effect. The
+   field-data effects are bulk statements: one per kind of effect and batch.
 4. Sequence gaps: a new event above ``last_event_seq + 1`` raises a ``sequence_gap`` alarm naming
    the missing range; late events that complete a reported range clear its alarm (batches of one
    gateway may be handled out of order by two instances of a shared subscription).
    ``last_event_seq`` only ever moves up.
 
 Everything runs as SQLAlchemy Core on one connection (no ORM unit of work): a batch is about six
-statements and one commit.
+statements (a few more when it carries readings or device health) and one commit.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from sqlalchemy import Table, bindparam, case, func, insert, select, update
@@ -46,10 +60,28 @@ from sqlmodel import col
 from cloud_sync.protocol import CommandStatus, Event, EventBatch
 from cloud_sync.service.db import Database
 from cloud_sync.service.state import Clock
-from cloud_sync.service.tables import Alarm, Door, Gateway, GatewayEvent
+from cloud_sync.service.tables import (
+    DEVICE_KINDS,
+    METER_KINDS,
+    Alarm,
+    Device,
+    Door,
+    Gateway,
+    GatewayEvent,
+    Meter,
+    MeterReading,
+)
 from cloud_sync.service.transitions import CommandState, Step, move
 
-__all__ = ["ALARM_DOOR_KINDS", "CLOUD_ALARM_KINDS", "Applied", "Inbox", "UnknownGateway"]
+__all__ = [
+    "ALARM_DOOR_KINDS",
+    "CLOUD_ALARM_KINDS",
+    "MAX_HEALTH_DEVICES",
+    "MAX_READING_VALUES",
+    "Applied",
+    "Inbox",
+    "UnknownGateway",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -58,13 +90,20 @@ _S = CommandStatus
 ALARM_DOOR_KINDS = frozenset({"forced_open", "held_open"})
 #: Alarm kinds only the cloud raises.
 CLOUD_ALARM_KINDS = frozenset({"sequence_gap", "gateway_mismatch"})
+#: At most this many values in one ``meter.reading``.
+MAX_READING_VALUES = 32
+#: At most this many devices in one ``device.health``.
+MAX_HEALTH_DEVICES = 256
 _REPORTABLE = frozenset(
-    {_S.ACKNOWLEDGED, _S.OPENED, _S.RELEASED_NOT_OPENED, _S.FAILED, _S.REJECTED}
+    {_S.ACKNOWLEDGED, _S.OPENED, _S.RELEASED_NOT_OPENED, _S.COMPLETED, _S.FAILED, _S.REJECTED}
 )
 _REPORTS = {s.value: s for s in _REPORTABLE}
 _ALARMS: Table = Alarm.__table__  # type: ignore[attr-defined]  # SQLModel leaves it untyped
 _EVENTS: Table = GatewayEvent.__table__  # type: ignore[attr-defined]
 _GATEWAYS: Table = Gateway.__table__  # type: ignore[attr-defined]
+_METERS: Table = Meter.__table__  # type: ignore[attr-defined]
+_READINGS: Table = MeterReading.__table__  # type: ignore[attr-defined]
+_DEVICES: Table = Device.__table__  # type: ignore[attr-defined]
 
 
 def _touch_gateway() -> Any:
@@ -111,6 +150,56 @@ _RAISE_MARK = (
 _CMD_ID = re.compile(r"[0-9a-f]{32}")
 _LOCAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _ALARM_KIND = re.compile(r"[a-z][a-z0-9_.]{0,47}")
+_VALUE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# A reading's value: a decimal (the wire has no floats), or a short state word ("open").
+_DECIMAL = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,9})?")
+_STATE_WORD = re.compile(r"[a-z][a-z_]{0,15}")
+_MAX_MS = (1 << 53) - 1  # beyond it a time is nonsense (and not exact in JavaScript)
+_MAX_COUNT = (1 << 63) - 1
+_MAX_LATENCY_MS = (1 << 31) - 1
+
+
+def _device_online_upsert(insert_: Any) -> Any:
+    """``device.online``: insert the device, or set its state unless a later change is stored."""
+    stmt = insert_(_DEVICES)
+    new, d = stmt.excluded, _DEVICES.c
+    return stmt.on_conflict_do_update(
+        index_elements=[d.gateway_id, d.local_id],
+        set_={"online": new.online, "bus": new.bus, "changed_at": new.changed_at},
+        where=d.changed_at.is_(None) | (d.changed_at <= new.changed_at),
+    )
+
+
+def _device_health_upsert(insert_: Any) -> Any:
+    """``device.health``: insert the device, or set its statistics unless later ones are stored.
+
+    ``online`` (when the snapshot knows it) is taken only if no later transition is stored; when
+    it flips, ``changed_at`` becomes the snapshot's time. ``last_seen`` never goes back to null.
+    """
+    stmt = insert_(_DEVICES)
+    new, d = stmt.excluded, _DEVICES.c
+    take_online = new.online.is_not(None) & (
+        d.changed_at.is_(None) | (d.changed_at <= new.stats_at)
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[d.gateway_id, d.local_id],
+        set_={
+            "bus": new.bus,
+            "online": case((take_online, new.online), else_=d.online),
+            "changed_at": case(
+                (take_online & d.online.is_distinct_from(new.online), new.stats_at),
+                else_=d.changed_at,
+            ),
+            "last_seen": func.coalesce(new.last_seen, d.last_seen),
+            "requests": new.requests,
+            "timeouts": new.timeouts,
+            "failures": new.failures,
+            "checksum_errors": new.checksum_errors,
+            "latency_ms": new.latency_ms,
+            "stats_at": new.stats_at,
+        },
+        where=d.stats_at.is_(None) | (d.stats_at < new.stats_at),
+    )
 
 
 class UnknownGateway(Exception):
@@ -138,6 +227,7 @@ class Inbox:
         # "insertmanyvalues" sends it as a few multi-row INSERTs, RETURNING the ids it inserted.
         self._insert_events_stmt = insert_(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.id)
         self._touch = _TOUCH_GATEWAY_SQLITE if db.is_sqlite else _TOUCH_GATEWAY
+        self._field = _FieldEffects(insert_)
         self._raise_mark_apart = db.is_sqlite
 
     async def store(self, batch: EventBatch) -> Applied:
@@ -200,6 +290,7 @@ class Inbox:
     ) -> dict[str, CommandState]:
         # Reports per command, in order: one batch often holds "acknowledged" then "opened".
         reports: dict[str, list[Step]] = {}
+        field_data = _FieldData()
         for event in events:
             data = event.data
             if event.type == "command.status":
@@ -230,6 +321,9 @@ class Inbox:
                     alarms.append(_alarm(site_id, gw, kind, event, now))
                 else:
                     _bad(event)
+            elif event.type in _FIELD_PARSERS:
+                _FIELD_PARSERS[event.type](event, field_data)
+        await self._field.apply(session, gw, site_id, field_data, now)
         return await self._apply_reports(session, gw, reports, now) if reports else {}
 
     async def _apply_reports(
@@ -318,6 +412,238 @@ class Inbox:
                 )
 
 
+# -- field data: meter readings and device health -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    event: Event
+    meter: str
+    kind: str | None
+    read_at: int
+    values: dict[str, str]
+
+
+@dataclass
+class _FieldData:
+    """The field data of one batch's new events, gathered for one bulk statement per effect."""
+
+    readings: list[_Reading] = field(default_factory=list)
+    #: Device local id → (event time, its ``device.online`` row): the batch's latest event only.
+    online: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    #: Device local id → (event time, its ``device.health`` row): the batch's latest event only.
+    health: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+
+
+def _is_ms(value: object) -> TypeGuard[int]:
+    return type(value) is int and 0 <= value <= _MAX_MS
+
+
+def _is_count(value: object, top: int = _MAX_COUNT) -> bool:
+    return type(value) is int and 0 <= value <= top
+
+
+def _device_kind(data: dict[str, Any]) -> str | None:
+    """The ``kind`` of a device entry ("meter" when absent), or None when it is not a kind."""
+    kind = data.get("kind", "meter")
+    return kind if isinstance(kind, str) and kind in DEVICE_KINDS else None
+
+
+def _values(raw: object) -> dict[str, str] | None:
+    """A reading's values: 1 to 32 names, each a decimal string or a short state word."""
+    if not isinstance(raw, dict) or not 0 < len(raw) <= MAX_READING_VALUES:
+        return None
+    for name, value in raw.items():
+        if not _VALUE_NAME.fullmatch(name) or not isinstance(value, str):
+            return None
+        if not (_DECIMAL.fullmatch(value) or _STATE_WORD.fullmatch(value)):
+            return None
+    return raw
+
+
+def _parse_reading(event: Event, out: _FieldData) -> None:
+    data = event.data
+    meter, bus, read_at, kind = (data.get(k) for k in ("meter", "bus", "read_at", "kind"))
+    values = _values(data.get("values"))
+    if (
+        not _is_local_id(meter)
+        or not _is_local_id(bus)
+        or not _is_ms(read_at)
+        or values is None
+        or (kind is not None and kind not in METER_KINDS)
+    ):
+        _bad(event)
+        return
+    out.readings.append(_Reading(event, meter, kind, read_at, values))
+
+
+def _device_row(device: str, bus: str, kind: str) -> dict[str, Any]:
+    """A ``devices`` row as a report makes it (site and gateway are added when applied)."""
+    return {
+        "local_id": device,
+        "kind": kind,
+        "bus": bus,
+        "online": None,
+        "changed_at": None,
+        "last_seen": None,
+        "requests": 0,
+        "timeouts": 0,
+        "failures": 0,
+        "checksum_errors": 0,
+        "latency_ms": None,
+        "stats_at": None,
+    }
+
+
+def _keep_latest(rows: dict[str, tuple[int, dict[str, Any]]], ts: int, row: dict[str, Any]) -> None:
+    # One row per device and statement (an upsert may not touch a row twice); events are in
+    # seq order, so on equal times the later event wins.
+    held = rows.get(row["local_id"])
+    if held is None or held[0] <= ts:
+        rows[row["local_id"]] = (ts, row)
+
+
+def _parse_online(event: Event, out: _FieldData) -> None:
+    data = event.data
+    device, bus, online = data.get("device"), data.get("bus"), data.get("online")
+    kind = _device_kind(data)
+    if not _is_local_id(device) or not _is_local_id(bus) or type(online) is not bool or not kind:
+        _bad(event)
+        return
+    row = _device_row(device, bus, kind)
+    row.update(online=online, changed_at=event.ts)
+    _keep_latest(out.online, event.ts, row)
+
+
+_COUNTERS = ("requests", "timeouts", "failures", "checksum_errors")
+
+
+def _health_row(entry: object, bus: str, ts: int) -> dict[str, Any] | None:
+    if not isinstance(entry, dict):
+        return None
+    device, kind = entry.get("device"), _device_kind(entry)
+    online, last_seen, latency = (
+        entry.get("online"),
+        entry.get("last_seen"),
+        entry.get("latency_ms"),
+    )
+    if (
+        not _is_local_id(device)
+        or kind is None
+        or not (online is None or type(online) is bool)
+        or not (last_seen is None or _is_ms(last_seen))
+        or not (latency is None or _is_count(latency, _MAX_LATENCY_MS))
+        or not all(_is_count(entry.get(name)) for name in _COUNTERS)
+    ):
+        return None
+    row = _device_row(device, bus, kind)
+    row.update({name: entry[name] for name in _COUNTERS})
+    row.update(
+        online=online,
+        changed_at=None if online is None else ts,
+        last_seen=last_seen,
+        latency_ms=latency,
+        stats_at=ts,
+    )
+    return row
+
+
+def _parse_health(event: Event, out: _FieldData) -> None:
+    data = event.data
+    bus, devices = data.get("bus"), data.get("devices")
+    if not _is_local_id(bus) or not isinstance(devices, list) or len(devices) > MAX_HEALTH_DEVICES:
+        _bad(event)
+        return
+    rows = [_health_row(entry, bus, event.ts) for entry in devices]
+    if any(row is None for row in rows) or len({r["local_id"] for r in rows if r}) < len(rows):
+        _bad(event)  # a malformed entry, or a device twice: none of the snapshot is trusted
+        return
+    for row in rows:
+        if row is not None:
+            _keep_latest(out.health, event.ts, row)
+
+
+_FIELD_PARSERS: dict[str, Callable[[Event, _FieldData], None]] = {
+    "meter.reading": _parse_reading,
+    "device.online": _parse_online,
+    "device.health": _parse_health,
+}
+
+
+class _FieldEffects:
+    """Applies a batch's field data: a few bulk statements in the batch's transaction."""
+
+    def __init__(self, insert_: Any) -> None:
+        self._register_meters = insert_(_METERS).on_conflict_do_nothing()
+        self._insert_readings = insert_(_READINGS).on_conflict_do_nothing()
+        self._device_online = _device_online_upsert(insert_)
+        self._device_health = _device_health_upsert(insert_)
+
+    async def apply(
+        self, session: AsyncConnection, gw: str, site_id: int, data: _FieldData, now: int
+    ) -> None:
+        if data.readings:
+            await self._readings(session, gw, site_id, data.readings, now)
+        for stmt, rows in ((self._device_online, data.online), (self._device_health, data.health)):
+            if rows:
+                params = [{**row, "site_id": site_id, "gateway_id": gw} for _, row in rows.values()]
+                await session.execute(stmt, params)
+
+    async def _readings(
+        self, session: AsyncConnection, gw: str, site_id: int, readings: list[_Reading], now: int
+    ) -> None:
+        known = await self._meter_ids(session, gw, {r.meter for r in readings})
+        unknown: dict[str, str] = {}
+        for r in readings:
+            if r.meter not in known and r.kind is not None:
+                unknown.setdefault(r.meter, r.kind)
+        if unknown:
+            # A meter the cloud was not told about: registered unassigned (staff assign it).
+            await session.execute(
+                self._register_meters,
+                [
+                    {
+                        "site_id": site_id,
+                        "gateway_id": gw,
+                        "local_id": local_id,
+                        "unit_id": None,
+                        "kind": kind,
+                        "name": "",
+                        "created_at": now,
+                    }
+                    for local_id, kind in unknown.items()
+                ],
+            )
+            known.update(await self._meter_ids(session, gw, set(unknown)))
+            log.info("registered meters from their readings", gateway=gw, meters=sorted(unknown))
+        rows: dict[tuple[int, int], dict[str, Any]] = {}
+        for r in readings:
+            meter_id = known.get(r.meter)
+            if meter_id is None:
+                _bad(r.event)  # an unknown meter, and no kind to register it with
+                continue
+            rows.setdefault(
+                (meter_id, r.read_at),
+                {
+                    "site_id": site_id,
+                    "meter_id": meter_id,
+                    "read_at": r.read_at,
+                    "values": r.values,
+                    "event_id": r.event.id,
+                },
+            )
+        if rows:
+            await session.execute(self._insert_readings, list(rows.values()))
+
+    @staticmethod
+    async def _meter_ids(session: AsyncConnection, gw: str, local_ids: set[str]) -> dict[str, int]:
+        m = _METERS.c
+        found = await session.execute(
+            select(m.local_id, m.id).where(m.gateway_id == gw, m.local_id.in_(sorted(local_ids)))
+        )
+        return {local_id: meter_id for local_id, meter_id in found.all()}
+
+
 def _report(event: Event) -> tuple[str, Step] | None:
     """(command id, (status, reason)) of a ``command.status`` event, or None if malformed."""
     data = event.data
@@ -334,7 +660,7 @@ def _report(event: Event) -> tuple[str, Step] | None:
     return cid, (to, reason)
 
 
-def _is_local_id(value: object) -> bool:
+def _is_local_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _LOCAL_ID.fullmatch(value) is not None
 
 

@@ -1,4 +1,4 @@
-"""Setting up a community: sites, buildings, units, memberships, accounts, gateways, doors.
+"""Setting up a community: sites, buildings, units, memberships, accounts, gateways, doors, meters.
 
 Each function validates its inputs (including that every id it is given belongs to the same
 site), adds the row, and appends an audit record in the same transaction. None of them commits.
@@ -6,7 +6,8 @@ Errors say which input was wrong in ``field`` and never repeat a password or per
 
     ProvisioningError
     ├── InvalidInput      an input is malformed or names something outside the site (HTTP 422)
-    └── AlreadyExists     the login, gateway id, unit label, door or membership exists (HTTP 409)
+    └── AlreadyExists     the login, gateway id, unit label, door, meter or membership exists
+                          (HTTP 409)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cloud_sync.protocol.wire import ID_PATTERN
 from cloud_sync.service import audit
 from cloud_sync.service.passwords import PasswordHasher
 from cloud_sync.service.tables import (
+    METER_KINDS,
     RELATIONS,
     ROLES,
     Account,
@@ -32,6 +34,7 @@ from cloud_sync.service.tables import (
     Door,
     Gateway,
     Membership,
+    Meter,
     Resident,
     Site,
     Unit,
@@ -44,10 +47,12 @@ __all__ = [
     "InvalidInput",
     "ProvisioningError",
     "add_membership",
+    "assign_meter",
     "create_account",
     "create_building",
     "create_door",
     "create_gateway",
+    "create_meter",
     "create_site",
     "create_unit",
 ]
@@ -349,3 +354,84 @@ async def create_door(
         },
     )
     return door
+
+
+async def create_meter(
+    session: AsyncSession,
+    site_id: int,
+    gateway_id: str,
+    local_id: str,
+    kind: str,
+    *,
+    unit_id: int | None = None,
+    name: str = "",
+    actor: str = "system",
+) -> Meter:
+    """A meter a gateway of the site reads; ``unit_id`` is the dwelling it measures (or None).
+
+    ``local_id`` is the meter's id in the gateway's configuration: what its readings and the
+    signed ``meter.read`` commands name. ``name`` may be empty (a meter is known by its unit).
+    """
+    await _in_site(session, Gateway, gateway_id, site_id, "gateway_id")
+    if not ID_PATTERN.fullmatch(local_id):
+        raise InvalidInput("local_id", "1-64 of A-Z a-z 0-9 _ . : -")
+    if kind not in METER_KINDS:
+        raise InvalidInput("kind", f"must be one of {', '.join(METER_KINDS)}")
+    if unit_id is not None:
+        await _in_site(session, Unit, unit_id, site_id, "unit_id")
+    clean_name = _text(name, "name", 100) if name.strip() else ""
+    taken = await session.exec(
+        select(Meter.id).where(col(Meter.gateway_id) == gateway_id, col(Meter.local_id) == local_id)
+    )
+    if taken.first() is not None:
+        raise AlreadyExists("local_id", "the gateway has a meter with this id")
+    meter = Meter(
+        site_id=site_id,
+        gateway_id=gateway_id,
+        local_id=local_id,
+        unit_id=unit_id,
+        kind=kind,
+        name=clean_name,
+        created_at=_now_ms(),
+    )
+    session.add(meter)
+    await _flush(session, "local_id")
+    await audit.append(
+        session,
+        site_id=site_id,
+        actor=actor,
+        action="meter.create",
+        obj=f"meter:{meter.id}",
+        detail={"gateway_id": gateway_id, "local_id": local_id, "kind": kind, "unit_id": unit_id},
+    )
+    return meter
+
+
+async def assign_meter(
+    session: AsyncSession,
+    site_id: int,
+    meter_id: int,
+    unit_id: int | None,
+    *,
+    actor: str = "system",
+) -> Meter:
+    """Say which dwelling a meter measures (None: common areas, or no longer assigned).
+
+    From then on the unit's residents, and no longer the previous unit's, may read its series.
+    """
+    meter = await _in_site(session, Meter, meter_id, site_id, "meter_id")
+    if unit_id is not None:
+        await _in_site(session, Unit, unit_id, site_id, "unit_id")
+    previous = meter.unit_id
+    meter.unit_id = unit_id
+    session.add(meter)
+    await session.flush()
+    await audit.append(
+        session,
+        site_id=site_id,
+        actor=actor,
+        action="meter.assign",
+        obj=f"meter:{meter_id}",
+        detail={"unit_id": unit_id, "previous_unit_id": previous},
+    )
+    return meter

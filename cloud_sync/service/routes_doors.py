@@ -81,18 +81,19 @@ class UnlockBody(BaseModel):
 
 
 class CommandAccepted(BaseModel):
-    """The unlock command was accepted; follow it at ``GET /api/v1/commands/{command_id}``."""
+    """The command was accepted; follow it at ``GET /api/v1/commands/{command_id}``."""
 
     command_id: str
     status: Status
 
 
 class CommandOut(BaseModel):
-    """Where a door command is in its life."""
+    """Where a command (a door unlock, a meter read) is in its life."""
 
     command_id: str
     status: Status
-    door: int
+    door: int | None = Field(default=None, description="the door, for a door command")
+    meter: int | None = Field(default=None, description="the meter, for a meter command")
     created_at: int = Field(description="ms since the epoch")
     updated_at: int = Field(description="ms since the epoch")
     reason: str | None = Field(default=None, description="why it failed or was rejected")
@@ -119,6 +120,7 @@ _COMMAND_ROW = select(
             "site_id",
             "account_id",
             "door_id",
+            "meter_id",
             "status",
             "reason",
             "issued_at",
@@ -243,6 +245,7 @@ def _command_out(command: Any, state: CommandState) -> CommandOut:
         command_id=command.id,
         status=state.status,
         door=command.door_id,
+        meter=command.meter_id,
         created_at=command.issued_at,
         updated_at=state.updated_at,
         reason=state.reason,

@@ -31,6 +31,8 @@ __all__ = [
     "DEVICE_KINDS",
     "METER_KINDS",
     "NAMING_CONVENTION",
+    "PARCEL_SIZES",
+    "PARCEL_STATES",
     "RELATIONS",
     "ROLES",
     "Account",
@@ -39,13 +41,19 @@ __all__ = [
     "AuditRecord",
     "Building",
     "Command",
+    "Compartment",
+    "Courier",
+    "CourierSite",
     "Device",
     "Door",
     "Gateway",
     "GatewayEvent",
+    "LockerBank",
     "Membership",
     "Meter",
     "MeterReading",
+    "Notification",
+    "Parcel",
     "Resident",
     "Site",
     "Token",
@@ -70,6 +78,18 @@ RELATIONS = ("owner", "tenant", "member")
 METER_KINDS = ("electricity", "water", "gas", "heat")
 #: What kind of field device a gateway reports on.
 DEVICE_KINDS = ("meter", "lockboard", "door", "terminal")
+#: Compartment and parcel sizes.
+PARCEL_SIZES = ("mini", "S", "M", "L")
+#: A parcel's state as the cloud knows it (see docs/parcels.md).
+PARCEL_STATES = (
+    "requested",  # the cloud asked the gateway to open a compartment for it
+    "empty",  # the door was closed with nothing inside: the courier retries or cancels
+    "waiting",  # deposited: waiting for its recipient
+    "picked_up",
+    "retrieved",  # taken back by the courier after the retention period
+    "cancelled",
+    "failed",  # the deposit command failed (no free compartment, jammed, refused, expired)
+)
 #: The roles an account can have.
 ROLES = ("resident", "engineer", "admin", "auditor", "courier")
 
@@ -215,6 +235,8 @@ class Command(SQLModel, table=True):
     """Set for door commands."""
     meter_id: int | None = Field(default=None, foreign_key="meters.id", index=True)
     """Set for meter commands."""
+    parcel_id: str | None = Field(default=None, foreign_key="parcels.id", index=True, max_length=32)
+    """Set for parcel commands (their target is the locker bank)."""
     account_id: int = Field(foreign_key="accounts.id", index=True)
     action: str = Field(max_length=32)
     seq: int | None = Field(default=None, sa_type=BigInteger)
@@ -294,6 +316,109 @@ class Device(SQLModel, table=True):
     """Smoothed reply latency."""
     stats_at: int | None = Field(default=None, sa_type=BigInteger)
     """Gateway time of the statistics above (None: only online/offline reported so far)."""
+
+
+class Courier(SQLModel, table=True):
+    """A courier account's delivery company; the sites it serves are :class:`CourierSite` rows."""
+
+    __tablename__ = "couriers"
+    account_id: int = Field(primary_key=True, foreign_key="accounts.id")
+    company: str = Field(max_length=64)
+
+
+class CourierSite(SQLModel, table=True):
+    """A site a courier may deposit at (its account's own site is not implied)."""
+
+    __tablename__ = "courier_sites"
+    __table_args__ = (UniqueConstraint("account_id", "site_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id")
+
+
+class LockerBank(SQLModel, table=True):
+    """A bank of parcel lockers; ``local_id`` is its id in the gateway's configuration."""
+
+    __tablename__ = "locker_banks"
+    __table_args__ = (UniqueConstraint("gateway_id", "local_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
+    local_id: str = Field(max_length=64)
+    name: str = Field(default="", max_length=100)
+    building_id: int | None = Field(default=None, foreign_key="buildings.id")
+
+
+class Compartment(SQLModel, table=True):
+    """One compartment of a bank, as its gateway last reported it."""
+
+    __tablename__ = "compartments"
+    __table_args__ = (
+        UniqueConstraint("bank_id", "no"),
+        CheckConstraint(_one_of("size", PARCEL_SIZES), name="size"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    bank_id: int = Field(foreign_key="locker_banks.id")
+    no: int
+    size: str = Field(max_length=8)
+    state: str = Field(default="free", max_length=16)
+    reason: str | None = Field(default=None, max_length=64)
+    changed_at: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class Parcel(SQLModel, table=True):
+    """A parcel in (or on its way into) a compartment. The pickup code is never stored.
+
+    The code is derived from the parcel id and ``code_n`` with the gateway's code key (see
+    docs/parcels.md) and recomputed only to show it to the recipient.
+    """
+
+    __tablename__ = "parcels"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", PARCEL_STATES), name="state"),
+        CheckConstraint(_one_of("size", PARCEL_SIZES), name="size"),
+        Index("ix_parcels_site_unit", "site_id", "unit_id"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    site_id: int = Field(foreign_key="sites.id")
+    gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
+    bank_id: int = Field(foreign_key="locker_banks.id", index=True)
+    compartment: int | None = None
+    size: str = Field(max_length=8)
+    unit_id: int | None = Field(default=None, foreign_key="units.id")
+    """The recipient unit (None: a terminal deposit for a unit label the cloud does not know)."""
+    unit_label: str = Field(max_length=40)
+    courier_account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    company: str | None = Field(default=None, max_length=64)
+    tracking: str | None = Field(default=None, max_length=64)
+    state: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=64)
+    code_n: int | None = None
+    via: str | None = Field(default=None, max_length=16)
+    """How it came in (``command``/``terminal``) and, once picked up, how it went out."""
+    fee_cents: int | None = None
+    fee_state: str | None = Field(default=None, max_length=8)
+    created_at: int = _ms()
+    deposited_at: int | None = Field(default=None, sa_type=BigInteger)
+    picked_up_at: int | None = Field(default=None, sa_type=BigInteger)
+    updated_at: int = _ms()
+
+
+class Notification(SQLModel, table=True):
+    """A message to a resident through the in-app channel. Never holds a pickup code."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_resident", "resident_id", "id"),)
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer, "sqlite")
+    )
+    site_id: int = Field(foreign_key="sites.id")
+    resident_id: int = Field(foreign_key="residents.id")
+    kind: str = Field(max_length=32)
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: int = _ms()
+    read_at: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class GatewayEvent(SQLModel, table=True):

@@ -92,37 +92,11 @@ class UnlockService:
             await self._record(conn, command, principal, detail, reason)
 
         try:
-            status = await dispatcher.submit(command, door, record)
+            status = await dispatcher.submit(command, {"pulse_ms": door.pulse_ms}, record)
         except IntegrityError as exc:
             earlier = await self._after_race(exc, principal, door, idempotency_key)
             return earlier, CommandStatus(earlier.status), False
         return command, status, True
-
-    async def create(
-        self,
-        principal: Principal,
-        door: DoorRow,
-        *,
-        now_ms: int,
-        reason: str | None,
-        reason_required: bool,
-        idempotency_key: str | None,
-    ) -> tuple[Command, bool]:
-        """A stored ``queued`` command for this request and whether it is new (False: a retry).
-
-        Not numbered or published: hand it to :meth:`Dispatcher.dispatch`.
-        """
-        command, detail, earlier = await self._prepare(
-            principal, door, now_ms, reason, reason_required, idempotency_key
-        )
-        if earlier is not None:
-            return earlier, False
-        try:
-            async with self.db.begin() as conn:
-                await self._record(conn, command, principal, detail, reason)
-        except IntegrityError as exc:
-            return await self._after_race(exc, principal, door, idempotency_key), False
-        return command, True
 
     async def _prepare(
         self,

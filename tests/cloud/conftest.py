@@ -4,9 +4,12 @@
 
     site "Test Court"
     ├── building "1"  ── unit "1-101" ── Li (owner, 13812348000, login li)
+    │                 │               └─ electricity meter m-1-101 (gateway gw-test)
     │                 └─ door b1-main (gateway gw-test)
     ├── building "2"  ── unit "2-101" ── Zhang (tenant, 13987654321, login zhang)
+    │                 │               └─ water meter m-2-101 (gateway gw-test)
     │                 └─ door b2-main (gateway gw-test)
+    ├── electricity meter m-common, not assigned to a unit (gateway gw-test)
     └── staff logins: engineer, admin, auditor, courier
 
 Every password is ``{login}-password`` (see :data:`Seeded.logins`). ``site_factory(prefix)`` seeds
@@ -77,8 +80,14 @@ class Seeded:
     door_b1_id: int
     door_b2_id: int
     logins: Mapping[str, SeededLogin]
+    meter_li_id: int  # electricity, unit 1-101
+    meter_zhang_id: int  # water, unit 2-101
+    meter_common_id: int  # electricity, no unit
     door_b1_local: str = "b1-main"
     door_b2_local: str = "b2-main"
+    meter_li_local: str = "m-1-101"
+    meter_zhang_local: str = "m-2-101"
+    meter_common_local: str = "m-common"
     unit1_label: str = "1-101"
     unit2_label: str = "2-101"
     li_name: str = LI_NAME
@@ -177,6 +186,17 @@ def site_factory(db: Database, cloud_keys: CloudKeys, hasher: PasswordHasher) ->
                 )
                 assert door.id is not None
                 doors.append(door.id)
+            meters = []
+            for local_id, kind, unit_id in (
+                ("m-1-101", "electricity", u1.id),
+                ("m-2-101", "water", u2.id),
+                ("m-common", "electricity", None),
+            ):
+                meter = await provisioning.create_meter(
+                    s, sid, gateway.id, local_id, kind, unit_id=unit_id
+                )
+                assert meter.id is not None
+                meters.append(meter.id)
             await s.commit()
         return Seeded(
             site_id=sid,
@@ -190,6 +210,9 @@ def site_factory(db: Database, cloud_keys: CloudKeys, hasher: PasswordHasher) ->
             door_b1_id=doors[0],
             door_b2_id=doors[1],
             logins=logins,
+            meter_li_id=meters[0],
+            meter_zhang_id=meters[1],
+            meter_common_id=meters[2],
         )
 
     return make

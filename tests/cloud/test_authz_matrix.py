@@ -4,18 +4,23 @@ The table below is the policy as the outside world sees it. The test fails when 
 route the table does not list, and when the table lists a route the app does not serve — so a new
 route cannot ship without someone deciding, here, who may call it.
 
-Relationships: ``li`` lives in building 1 and acts on building 1's door and her own command;
-``zhang`` lives in building 2 and acts on the same building-1 objects; staff act on their own
-site; ``other_admin`` is an admin of another site acting on this site's objects.
+Relationships: ``li`` lives in building 1 (unit 1-101) and acts on building 1's door, her own
+command and her unit's meter; ``zhang`` lives in building 2 and acts on the same objects; staff act
+on their own site; ``other_admin`` is an admin of another site acting on this site's objects.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlalchemy import update
+from sqlmodel import col
+
+from cloud_sync.service.tables import Membership
 
 ROLES = ("anonymous", "li", "zhang", "engineer", "admin", "auditor", "courier", "other_admin")
 
@@ -34,6 +39,10 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET",    "/api/v1/audit/verify"):           (401, 404, 404, 404, 404, 200, 404, 404),
     ("GET",    "/api/v1/residents/{id}"):         (401, 404, 404, 404, 200, 404, 404, 404),
     ("POST",   "/api/v1/residents/{id}/unmask"):  (401, 404, 404, 404, 200, 404, 404, 404),
+    ("GET",    "/api/v1/meters"):                 (401, 200, 200, 200, 200, 404, 404, 200),
+    ("GET",    "/api/v1/meters/{id}/readings"):   (401, 200, 404, 200, 200, 404, 404, 404),
+    ("POST",   "/api/v1/meters/{id}/read"):       (401, 202, 404, 202, 202, 404, 404, 404),
+    ("GET",    "/api/v1/devices"):                (401, 404, 404, 200, 200, 404, 404, 200),
     ("GET",    "/api/v1/openapi.json"):           (200, 200, 200, 200, 200, 200, 200, 200),
 }
 # fmt: on
@@ -41,11 +50,12 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
 
 @dataclass(frozen=True)
 class Ctx:
-    """The objects the requests name: building 1's door, Li's command, Li's record."""
+    """The objects the requests name: building 1's door, Li's command, record and meter."""
 
     door_b1: int
     command: str
     resident: int
+    meter: int
     credentials: dict[str, tuple[str, str]]
 
 
@@ -76,6 +86,13 @@ REQUESTS: dict[tuple[str, str], Request] = {
         f"/api/v1/residents/{c.resident}/unmask",
         REASON,
     ),
+    ("GET", "/api/v1/meters"): lambda c, who: ("/api/v1/meters", None),
+    ("GET", "/api/v1/meters/{id}/readings"): lambda c, who: (
+        f"/api/v1/meters/{c.meter}/readings",
+        None,
+    ),
+    ("POST", "/api/v1/meters/{id}/read"): lambda c, who: (f"/api/v1/meters/{c.meter}/read", None),
+    ("GET", "/api/v1/devices"): lambda c, who: ("/api/v1/devices", None),
     ("GET", "/api/v1/openapi.json"): lambda c, who: ("/api/v1/openapi.json", None),
 }
 
@@ -85,6 +102,8 @@ MISSING: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/commands/{id}"): "/api/v1/commands/" + "0" * 32,
     ("GET", "/api/v1/residents/{id}"): "/api/v1/residents/999999",
     ("POST", "/api/v1/residents/{id}/unmask"): "/api/v1/residents/999999/unmask",
+    ("GET", "/api/v1/meters/{id}/readings"): "/api/v1/meters/999999/readings",
+    ("POST", "/api/v1/meters/{id}/read"): "/api/v1/meters/999999/read",
 }
 
 
@@ -105,13 +124,14 @@ async def _context(client: TestClient, seeded: Any, other: Any) -> Ctx:
     }
     credentials["anonymous"] = credentials["li"]
     credentials["other_admin"] = (other.logins["admin"].login, other.logins["admin"].password)
-    ctx = Ctx(seeded.door_b1_id, "", seeded.li_id, credentials)
+    ctx = Ctx(seeded.door_b1_id, "", seeded.li_id, seeded.meter_li_id, credentials)
     token = await _token(client, ctx, "li")
     resp = await client.post(
         f"/api/v1/doors/{seeded.door_b1_id}/unlock", headers={"Authorization": f"Bearer {token}"}
     )
     assert resp.status == 202
-    return Ctx(seeded.door_b1_id, (await resp.json())["command_id"], seeded.li_id, credentials)
+    command = (await resp.json())["command_id"]
+    return Ctx(seeded.door_b1_id, command, seeded.li_id, seeded.meter_li_id, credentials)
 
 
 async def _token(client: TestClient, ctx: Ctx, who: str) -> str:
@@ -189,3 +209,42 @@ async def test_door_list_follows_the_relationship(
     assert await doors("zhang") == [seeded.door_b2_id]
     assert await doors("engineer") == [seeded.door_b1_id, seeded.door_b2_id]
     assert await doors("other_admin") == [other.door_b1_id, other.door_b2_id]
+
+
+async def test_meter_list_follows_the_relationship(
+    api: TestClient, seeded: Any, site_factory: Any, db: Any
+) -> None:
+    other = await site_factory(prefix="s2-", name="Other Court")
+    ctx = await _context(api, seeded, other)
+
+    async def meters(who: str) -> list[int]:
+        headers = {"Authorization": f"Bearer {await _token(api, ctx, who)}"}
+        resp = await api.get("/api/v1/meters", headers=headers)
+        assert resp.status == 200, await resp.text()
+        return [m["id"] for m in (await resp.json())["meters"]]
+
+    everything = [seeded.meter_li_id, seeded.meter_zhang_id, seeded.meter_common_id]
+    assert await meters("li") == [seeded.meter_li_id]
+    assert await meters("zhang") == [seeded.meter_zhang_id]
+    assert await meters("engineer") == everything
+    assert await meters("admin") == everything
+    assert await meters("other_admin") == [
+        other.meter_li_id,
+        other.meter_zhang_id,
+        other.meter_common_id,
+    ]
+
+    # Li's membership ends: her meter leaves her list, and its series and reads are refused
+    async with db.session() as s:
+        await s.execute(
+            update(Membership)
+            .where(col(Membership.resident_id) == seeded.li_id)
+            .values(valid_until=time.time_ns() // 1_000_000 - 1000)
+        )
+        await s.commit()
+    assert await meters("li") == []
+    headers = {"Authorization": f"Bearer {await _token(api, ctx, 'li')}"}
+    readings = await api.get(f"/api/v1/meters/{seeded.meter_li_id}/readings", headers=headers)
+    read = await api.post(f"/api/v1/meters/{seeded.meter_li_id}/read", headers=headers)
+    assert readings.status == read.status == 404
+    assert await meters("engineer") == everything

@@ -73,3 +73,32 @@ async def test_command_statuses_are_exactly_the_lifecycle_states(api: TestClient
     assert set(schemas["CommandStatus"]["enum"]) == {s.value for s in CommandStatus}
     out = schemas["CommandOut"]["properties"]["status"]
     assert out == {"$ref": "#/components/schemas/CommandStatus"}
+
+
+async def test_meter_and_device_routes_are_documented(api: TestClient) -> None:
+    doc = await _document(api)
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    readings = paths["/api/v1/meters/{id}/readings"]["get"]
+    assert readings["x-policy-action"] == "meter.readings"
+    params = {p["name"]: p for p in readings["parameters"]}
+    assert set(params) == {"id", "since", "until", "before", "limit"}
+    assert params["limit"]["schema"]["maximum"] == 1000
+    assert params["since"]["in"] == "query"
+    assert "422" in readings["responses"]
+    read = paths["/api/v1/meters/{id}/read"]["post"]
+    assert read["x-policy-action"] == "meter.read_now"
+    assert any(p["name"] == "Idempotency-Key" for p in read["parameters"])
+    assert {"202", "409"} <= set(read["responses"])
+    assert "requestBody" not in read
+    devices = paths["/api/v1/devices"]["get"]
+    assert {p["name"] for p in devices["parameters"]} == {"online", "gateway", "after", "limit"}
+    assert paths["/api/v1/meters"]["get"]["x-policy-action"] == "meter.list"
+    # response fields carry their meaning
+    for model, field in (
+        ("ReadingOut", "values"),
+        ("MeterOut", "latest"),
+        ("ReadingsOut", "next_before"),
+        ("DeviceOut", "stats_at"),
+        ("CommandOut", "meter"),
+    ):
+        assert schemas[model]["properties"][field].get("description"), (model, field)

@@ -56,6 +56,7 @@ async def test_seeded_community_is_complete_and_audited(
             "account.create": 6,
             "gateway.create": 1,
             "door.create": 2,
+            "meter.create": 3,
         }
         assert await audit.verify(s) == []
 

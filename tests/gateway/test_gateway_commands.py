@@ -1,10 +1,19 @@
-"""Signed commands through a running gateway: refusals reach the cloud, replays move nothing."""
+"""Signed commands through a running gateway: refusals reach the cloud, replays move nothing.
+
+And the receiver's wiring: every action the replay guard lets through has a handler."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import cast
 
+import pytest
+
+from cloud_sync.protocol import CommandBody, CommandStatus, MqttLink
 from devices.door import PulseCommand, parse_command
+from gateway import CommandLog, GatewayMetrics, Outbox, ReplayGuard, Store
+from gateway.commands import CommandHandler, CommandReceiver
 from tests.conftest import BrokerInfo
 from tests.gateway.conftest import GatewaySite
 from tests.gateway.harness import TIMEOUT, CommandSigner, now_ms, subscribed_link
@@ -123,3 +132,35 @@ async def test_the_pulse_sent_to_the_controller_is_bounded(
         defaulted: (300, 1),  # the door's configured pulse
         clamped: (30_000, 1),  # the profile's ceiling: an unlock is always a bounded pulse
     }
+
+
+def test_every_action_the_guard_lets_through_needs_a_handler(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    with Store(tmp_path / "gateway.db", "gw-wiring") as store:
+        outbox = Outbox(store)
+        commands = CommandLog(store, outbox, now_ms, GatewayMetrics())
+        guard = ReplayGuard(
+            store, {key.kid: key.verify_key}, "gw-wiring", {"door.unlock": [], "meter.read": []}
+        )
+
+        async def unlock(body: CommandBody) -> CommandStatus:
+            return CommandStatus.FAILED
+
+        def receiver(handlers: dict[str, CommandHandler]) -> CommandReceiver:
+            return CommandReceiver(
+                cast(MqttLink, None),
+                store,
+                outbox,
+                guard,
+                commands,
+                handlers,
+                now_ms,
+                GatewayMetrics(),
+                lambda name, coro: coro.close(),
+            )
+
+        with pytest.raises(ValueError, match="without a handler"):
+            receiver({"door.unlock": unlock})
+        with pytest.raises(ValueError, match="no such command actions"):
+            receiver({"door.unlock": unlock, "meter.read": unlock, "door.hold_open": unlock})
+        receiver({"door.unlock": unlock, "meter.read": unlock})

@@ -22,6 +22,8 @@ from trust import SigningKey
 
 GW = "gw-replay"
 DOORS = ["door-1", "door-2"]
+METERS = ["m1", "m2"]
+TARGETS = {"door.unlock": DOORS, "meter.read": METERS}
 
 
 @pytest.fixture
@@ -45,8 +47,11 @@ def store(db: Path) -> Iterator[Store]:
         yield s
 
 
-def guard_for(store: Store, key: SigningKey) -> ReplayGuard:
-    return ReplayGuard(store, {key.kid: key.verify_key}, GW, DOORS)
+def guard_for(
+    store: Store, key: SigningKey, targets: dict[str, list[str]] | None = None
+) -> ReplayGuard:
+    """A guard trusting ``key``, for ``targets`` (by default: doors and meters)."""
+    return ReplayGuard(store, {key.kid: key.verify_key}, GW, targets or TARGETS)
 
 
 def admit(guard: ReplayGuard, store: Store, payload: bytes) -> CommandBody:
@@ -104,7 +109,8 @@ def test_lower_or_equal_seq_is_out_of_sequence(
 
 def test_seq_is_tracked_per_signing_key(store: Store, key: SigningKey) -> None:
     other = SigningKey.generate()
-    guard = ReplayGuard(store, {key.kid: key.verify_key, other.kid: other.verify_key}, GW, DOORS)
+    keys = {key.kid: key.verify_key, other.kid: other.verify_key}
+    guard = ReplayGuard(store, keys, GW, TARGETS)
     admit(guard, store, CommandSigner(key, GW).unlock("door-1", seq=50)[1])
 
     admit(guard, store, CommandSigner(other, GW).unlock("door-1", seq=1)[1])
@@ -118,6 +124,61 @@ def test_unknown_target_is_refused_and_does_not_consume_the_seq(
         RefusalReason.UNKNOWN_TARGET
     )
 
+    assert guard.state(key.kid) is None
+    admit(guard, store, signer.unlock("door-1", seq=5)[1])
+
+
+def test_meter_read_is_accepted_for_a_meter_and_recorded_like_an_unlock(
+    store: Store, key: SigningKey, signer: CommandSigner
+) -> None:
+    guard = guard_for(store, key)
+    body = admit(guard, store, signer.unlock("m1", action="meter.read", seq=3)[1])
+
+    assert store.query("SELECT id, action, status, door FROM commands") == [
+        (body.id, "meter.read", "sent", "m1")
+    ]
+    assert refusal(guard, store, signer.sign(body)) is RefusalReason.REPLAYED
+
+
+@pytest.mark.parametrize(
+    ("action", "target"),
+    [
+        ("meter.read", "door-1"),  # a door is no meter
+        ("meter.read", "m99"),  # not configured
+        ("door.unlock", "m1"),  # a meter is no door
+    ],
+)
+def test_a_target_the_action_does_not_apply_to_is_unknown(
+    store: Store, key: SigningKey, signer: CommandSigner, action: str, target: str
+) -> None:
+    guard = guard_for(store, key)
+    assert refusal(guard, store, signer.unlock(target, action=action, seq=5)[1]) is (
+        RefusalReason.UNKNOWN_TARGET
+    )
+
+    assert guard.state(key.kid) is None
+    assert store.query("SELECT count(*) FROM commands") == [(0,)]
+
+
+def test_a_gateway_without_meters_has_no_meter_targets(
+    store: Store, key: SigningKey, signer: CommandSigner
+) -> None:
+    guard = guard_for(store, key, {"door.unlock": DOORS, "meter.read": []})
+
+    assert refusal(guard, store, signer.unlock("m1", action="meter.read")[1]) is (
+        RefusalReason.UNKNOWN_TARGET
+    )
+
+
+def test_an_action_without_a_handler_is_unsupported_and_keeps_the_seq(
+    store: Store, key: SigningKey, signer: CommandSigner
+) -> None:
+    guard = guard_for(store, key, {"door.unlock": DOORS})
+    assert guard.actions == {"door.unlock"}
+
+    assert refusal(guard, store, signer.unlock("m1", action="meter.read", seq=5)[1]) is (
+        RefusalReason.UNSUPPORTED_ACTION
+    )
     assert guard.state(key.kid) is None
     admit(guard, store, signer.unlock("door-1", seq=5)[1])
 
@@ -231,3 +292,25 @@ def test_unfinished_commands_fail_at_restart_and_report_it(
         assert event.type == "command.status"
         assert event.data == {"command": body.id, "status": "failed", "reason": "interrupted"}
         assert log.fail_unfinished() == []
+
+
+def test_an_interrupted_meter_read_fails_at_restart_too(
+    db: Path, key: SigningKey, signer: CommandSigner
+) -> None:
+    with Store(db, GW) as store:
+        body = admit(guard_for(store, key), store, signer.unlock("m2", action="meter.read")[1])
+        CommandLog(store, Outbox(store), now_ms, GatewayMetrics()).advance(
+            body.id, CommandStatus.ACKNOWLEDGED
+        )
+    # The process died while the meter was being read.
+
+    with Store(db, GW) as store:
+        outbox = Outbox(store)
+        log = CommandLog(store, outbox, now_ms, GatewayMetrics())
+        assert log.fail_unfinished() == [body.id]
+        assert (log.status(body.id), log.reason(body.id)) == (CommandStatus.FAILED, "interrupted")
+        assert [e.data for e in outbox.pending(10)][-1] == {
+            "command": body.id,
+            "status": "failed",
+            "reason": "interrupted",
+        }

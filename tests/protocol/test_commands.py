@@ -8,9 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloud_sync.protocol import (
+    ACTION_SPECS,
+    ACTIONS,
+    TERMINAL,
+    ActionSpec,
     CommandBody,
     CommandRefused,
+    CommandStatus,
     RefusalReason,
+    SyncProtocolError,
+    check_args,
     sign_command,
     verify_command,
 )
@@ -65,6 +72,39 @@ def test_every_check_refuses_with_its_reason() -> None:
     assert refused(sign_command(KEY, body(action="door.hold_open"))) is (
         RefusalReason.UNSUPPORTED_ACTION
     )
+
+
+def test_meter_read_is_a_known_action() -> None:
+    b = body(action="meter.read", target="m1", args={})
+    assert verify_command(sign_command(KEY, b), KEYS, "gw-1", NOW + 1) == b
+
+
+def test_every_action_names_its_target_kind_and_terminal_outcomes() -> None:
+    assert frozenset(ACTION_SPECS) == ACTIONS == {"door.unlock", "meter.read"}
+    assert ACTION_SPECS["door.unlock"].target == "door"
+    assert ACTION_SPECS["meter.read"].target == "meter"
+    assert ACTION_SPECS["meter.read"].outcomes == {CommandStatus.COMPLETED}
+    for spec in ACTION_SPECS.values():
+        assert spec.outcomes <= TERMINAL
+        assert CommandStatus.FAILED not in spec.outcomes
+    with pytest.raises(ValueError, match="terminal"):
+        ActionSpec("door.hold_open", "door", frozenset({CommandStatus.ACKNOWLEDGED}))
+    with pytest.raises(TypeError):
+        ACTION_SPECS["parcel.deposit"] = ACTION_SPECS["door.unlock"]  # type: ignore[index]
+
+
+def test_args_are_bounded() -> None:
+    assert check_args({"pulse_ms": 3000, "code": "x"}) == {"pulse_ms": 3000, "code": "x"}
+    for bad in (
+        [("pulse_ms", 1)],
+        {f"a{i}": i for i in range(17)},
+        {"bad name": 1},
+        {"flag": True},
+        {"ratio": 0.5},
+        {"text": "x" * 257},
+    ):
+        with pytest.raises(SyncProtocolError):
+            check_args(bad)
 
 
 def test_signer_refuses_long_lifetimes() -> None:
