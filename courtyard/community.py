@@ -1,4 +1,4 @@
-"""A whole community on one machine: the cloud, a gateway and simulated door controllers.
+"""A whole community on one machine: the cloud, a gateway and simulated doors and devices.
 
 The composition behind ``courtyard demo``, the end-to-end tests and the unlock benchmark, so that
 all three exercise exactly the same wiring. Everything binds 127.0.0.1; every database and key
@@ -9,17 +9,23 @@ With ``rs485=True`` the gateway also gets three simulated RS-485 lines behind ``
 * ``meters-1``: six DL/T 645 electricity meters ``em-0001``…``em-0006`` (2400 8E1, two prepaid);
 * ``water-1``: four Modbus RTU water meters ``wm-01``…``wm-04``, unit ids 1…4, register map
   ``water`` (9600 8N1, the usual water-meter line);
-* ``lockers-a``: one Kerong lock board ``bank-a-0`` (19200 8N1).
+* ``lockers-a``: one Kerong lock board ``bank-a-0`` (19200 8N1), whose 16 locks are the
+  compartments 1…16 of the plan's locker bank ``A`` (lock n is compartment n), with the bank's
+  terminal ``term-a`` played by a :class:`~devices.terminal.TerminalSimulator` on the site broker.
+  The gateway's site code key is written to ``gateway/keys/parcel-code.key`` (0600) from the
+  cloud's key (:meth:`CloudKeys.gateway_code_key`), as provisioning would.
 
 The plan's meters (:attr:`~courtyard.seed.CommunityPlan.meters`, the same ids) are registered
 with the cloud, each mapped to its unit, **only with** ``rs485=True``: without the lines no
 gateway reads them, and a meter list of meters that never report would only confuse. A data
 directory first seeded without RS-485 therefore has no meters registered; readings from a later
-run with RS-485 still arrive, and the cloud files such meters as unassigned.
+run with RS-485 still arrive, and the cloud files such meters as unassigned. The plan's locker
+banks are seeded on the same condition.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -45,6 +51,7 @@ from courtyard.seed import (
     DEMO_WATER_METERS,
     CommunityAccount,
     CommunityPlan,
+    LockerBankPlan,
     default_plan,
     electricity_meter_id,
     seed_community,
@@ -63,12 +70,24 @@ from devices.dlt645 import Dlt645Meter
 from devices.door import Behaviour, DoorSimulator
 from devices.modbus import ModbusMeter
 from devices.serialbus import BusServer
+from devices.terminal import TerminalSimulator
 from gateway import DoorSettings, Gateway, GatewaySettings
 from gateway.settings import BrokerSettings as GatewayBroker
-from gateway.settings import BusSettings, LockBoardSettings, MeterSettings, SiteBrokerSettings
+from gateway.settings import (
+    BusSettings,
+    CompartmentSettings,
+    LockBoardSettings,
+    LockerBankSettings,
+    MeterSettings,
+    ParcelRules,
+    SiteBrokerSettings,
+)
 from trust import write_secret
 
-__all__ = ["Community"]
+__all__ = ["LOCKER_BOARD", "Community"]
+
+LOCKER_BOARD = "bank-a-0"
+"""The lock board on line ``lockers-a``; its locks are the plan's locker bank's compartments."""
 
 
 class Community:
@@ -119,6 +138,7 @@ class Community:
         self._water_devices: list[ModbusMeter] = []
         self.accounts: list[CommunityAccount] = []
         self.simulators: dict[str, DoorSimulator] = {}
+        self.terminals: dict[str, TerminalSimulator] = {}
         self.gateway: Gateway | None = None
         self.cloud_app: aioweb.Application | None = None
         self._runner: aioweb.AppRunner | None = None
@@ -142,6 +162,44 @@ class Community:
             argon2="fast" if self.fast_passwords else "default",
             command_ttl_ms=self.command_ttl_ms,
         )
+
+    @property
+    def code_key_file(self) -> Path:
+        """The gateway's site code key (pickup codes), written from the cloud's at start."""
+        return self.data_dir / "gateway" / "keys" / "parcel-code.key"
+
+    def _locker_bank(self) -> LockerBankPlan | None:
+        """The plan's locker bank, placed on the line's one lock board (at most one bank)."""
+        if not self.plan.lockers:
+            return None
+        if len(self.plan.lockers) > 1:
+            raise ValueError("the community's lock board line carries one locker bank")
+        bank = self.plan.lockers[0]
+        if any(not 1 <= no <= 16 for no, _ in bank.compartments):
+            raise ValueError(f"bank {bank.local_id}: compartments 1..16 fit the one lock board")
+        return bank
+
+    def _locker_settings(self) -> dict[str, Any]:
+        bank = self._locker_bank()
+        if bank is None:
+            return {}
+        compartments = tuple(
+            CompartmentSettings.model_validate(
+                {"no": no, "board": LOCKER_BOARD, "lock": no, "size": size}
+            )
+            for no, size in bank.compartments
+        )
+        return {
+            "lockers": (
+                LockerBankSettings(
+                    id=bank.local_id,
+                    name=bank.name,
+                    terminal=bank.terminal,
+                    compartments=compartments,
+                ),
+            ),
+            "parcels": ParcelRules(code_key_file=self.code_key_file),
+        }
 
     def _rs485_settings(self) -> dict[str, Any]:
         if not self.buses:
@@ -180,7 +238,8 @@ class Community:
                     for device in self._water_devices
                 ),
             ],
-            "lockboards": [LockBoardSettings(id="bank-a-0", bus="lockers-a", board=0)],
+            "lockboards": [LockBoardSettings(id=LOCKER_BOARD, bus="lockers-a", board=0)],
+            **self._locker_settings(),
         }
 
     def _start_buses(self) -> None:
@@ -246,8 +305,23 @@ class Community:
             self.simulators[door.local_id] = sim
         if self.rs485:
             self._start_buses()
+            self._start_lockers(keys)
         self.gateway = Gateway(self.gateway_settings())
         await self.gateway.start()
+
+    def _start_lockers(self, keys: CloudKeys) -> None:
+        """The gateway's site code key (as provisioning writes it) and the bank's terminal."""
+        bank = self._locker_bank()
+        if bank is None:
+            return
+        write_secret(self.code_key_file, keys.gateway_code_key(self.gateway_id))
+        if bank.terminal is not None:
+            host, port, _ = self.broker
+            sim = TerminalSimulator(
+                device=bank.terminal, host=host, port=port, prefix=self.site_prefix
+            )
+            sim.start()
+            self.terminals[bank.terminal] = sim
 
     async def restart_gateway(self) -> Gateway:
         """Stop the gateway and start a new one on the same data directory (a process restart)."""
@@ -263,6 +337,8 @@ class Community:
             await self.gateway.stop()
         for sim in self.simulators.values():
             sim.stop()
+        for terminal in self.terminals.values():
+            await asyncio.to_thread(terminal.stop)
         for server in self.buses.values():
             server.stop()
         if self._runner is not None:
@@ -299,8 +375,11 @@ class Community:
                 raise RuntimeError(
                     f"{self.database_url} is already seeded but {self.accounts_file} is missing"
                 )
-            # Meters are registered only when the RS-485 lines that read them run (module doc).
-            plan = self.plan if self.rs485 else dataclasses.replace(self.plan, meters=())
+            # Meters and lockers are registered only when the RS-485 lines that serve them run
+            # (module doc).
+            plan = (
+                self.plan if self.rs485 else dataclasses.replace(self.plan, meters=(), lockers=())
+            )
             async with db.session() as session:
                 self.accounts = await seed_community(
                     session,

@@ -41,12 +41,26 @@ async def run_demo(*, data_dir: Path, http_port: int, mqtt_port: int = 0) -> Non
 
 def _announce(community: Community, broker: EmbeddedBroker) -> None:
     on_bus: dict[str, list[str]] = {}
+    lockers: list[str] = []
     if community.gateway is not None:
         settings = community.gateway.settings
         placed = [(m.bus, m.id) for m in settings.meters]
         placed += [(b.bus, b.id) for b in settings.lockboards]
         for bus_name, device_id in placed:
             on_bus.setdefault(bus_name, []).append(device_id)
+        prefix = settings.site.prefix
+        for bank in settings.lockers:
+            boards = ", ".join(sorted({c.board for c in bank.compartments}))
+            lockers.append(
+                f"  Locker bank {bank.id} ({bank.name}): {len(bank.compartments)} compartments"
+                f" on {boards}"
+            )
+            if bank.terminal is not None:
+                lockers.append(
+                    f"    terminal {bank.terminal} (simulated); type codes at it yourself:"
+                    f" courtyard sim terminal --device {bank.terminal} --prefix {prefix}"
+                    f" --port {broker.port}"
+                )
     lines = [
         "",
         f"Courtyard demo is running: {community.url}/",
@@ -57,6 +71,7 @@ def _announce(community: Community, broker: EmbeddedBroker) -> None:
             f"  RS-485 line {name}: {bus.url} ({', '.join(on_bus.get(name, []))})"
             for name, bus in community.buses.items()
         ),
+        *lockers,
         "",
     ]
     for a in community.accounts:

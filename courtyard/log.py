@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
@@ -30,7 +30,7 @@ def configure_logging(level: str = "info", fmt: Literal["console", "json"] = "co
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -42,3 +42,20 @@ def configure_logging(level: str = "info", fmt: Literal["console", "json"] = "co
     root.setLevel(lvl)
     for noisy in ("amqtt", "transitions", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when configured: a
+    caller that swaps stderr (a test runner capturing output, a daemon redirecting it) and closes
+    the old one never leaves the process logging into a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""

@@ -1,4 +1,4 @@
-"""Seeding a community: a site, its buildings, doors, households, meters and staff.
+"""Seeding a community: a site, its buildings, doors, households, meters, lockers and staff.
 
 Used by ``courtyard demo``, the end-to-end tests and the benchmarks. Passwords are generated here
 and returned once; only their Argon2 hashes reach the database.
@@ -7,6 +7,11 @@ The demo's meters are the ones its simulated RS-485 lines serve (``courtyard.com
 DL/T 645 electricity meters ``em-0001``…``em-0006`` (nameplates 000000000001…, the first two
 prepaid) and four Modbus water meters ``wm-01``…``wm-04`` (unit ids 1…4). Seeding runs before the
 lines start, so both sides derive the ids from the constants and functions below.
+
+The demo's parcel locker bank ``A`` (Building 1 lobby, terminal ``term-a``) has the 16
+compartments of the one lock board on its line ``lockers-a``: 4 mini, 6 S, 4 M and 2 L
+(:data:`DEMO_LOCKER_COMPARTMENTS`). The plan's ``courier`` staff account is a courier of
+:attr:`CommunityPlan.courier_company` serving the site.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from gateway.settings import MeterKind
 
 __all__ = [
     "DEMO_ELECTRICITY_METERS",
+    "DEMO_LOCKER_COMPARTMENTS",
     "DEMO_PREPAID_METERS",
     "DEMO_WATER_METERS",
     "CommunityAccount",
     "CommunityPlan",
     "DoorPlan",
+    "LockerBankPlan",
     "MeterPlan",
     "ResidentPlan",
     "default_plan",
@@ -59,6 +66,14 @@ DEMO_PREPAID_METERS: Final = 2
 """How many of them (the first ones) are prepaid."""
 DEMO_WATER_METERS: Final = len(_DEMO_WATER)
 """Modbus RTU water meters on the demo's line ``water-1`` (unit ids 1…)."""
+
+
+DEMO_LOCKER_COMPARTMENTS: Final[tuple[tuple[int, str], ...]] = tuple(
+    (no, "mini" if no <= 4 else "S" if no <= 10 else "M" if no <= 14 else "L")
+    for no in range(1, 17)
+)
+"""The demo bank's compartments ``(no, size)``: 1-4 mini, 5-10 S, 11-14 M, 15-16 L (compartment
+``no`` is lock ``no`` of the line's lock board)."""
 
 
 def electricity_meter_id(number: int) -> str:
@@ -130,6 +145,19 @@ class MeterPlan:
 
 
 @dataclass(frozen=True)
+class LockerBankPlan:
+    """A parcel locker bank to register with the cloud: its id in the gateway's configuration
+    (``[[lockers]] id``), a name, its building (1-based), its compartments ``(no, size)`` and the
+    device name of its terminal on the site broker (the gateway's business, not the cloud's)."""
+
+    local_id: str
+    name: str
+    building: int
+    compartments: tuple[tuple[int, str], ...]
+    terminal: str | None = None
+
+
+@dataclass(frozen=True)
 class CommunityPlan:
     """What to seed."""
 
@@ -138,6 +166,9 @@ class CommunityPlan:
     doors: tuple[DoorPlan, ...] = ()
     residents: tuple[ResidentPlan, ...] = ()
     meters: tuple[MeterPlan, ...] = ()
+    lockers: tuple[LockerBankPlan, ...] = ()
+    courier_company: str = "SF Express"
+    """The company of the staff accounts with role ``courier``."""
     staff: tuple[tuple[str, str], ...] = (
         ("engineer", "engineer"),
         ("admin", "admin"),
@@ -159,9 +190,9 @@ def _demo_meters() -> tuple[MeterPlan, ...]:
 
 
 def default_plan() -> CommunityPlan:
-    """Two buildings with two doors each, four residents in three households, and the meters
-    of the demo's RS-485 lines: an electricity and a water meter for each household's unit, one
-    electricity meter of a vacant unit, and common or unassigned ones."""
+    """Two buildings with two doors each, four residents in three households, the meters of the
+    demo's RS-485 lines (an electricity and a water meter for each household's unit, one
+    electricity meter of a vacant unit, and common or unassigned ones) and its locker bank."""
     return CommunityPlan(
         doors=(
             DoorPlan("b1-gate", "Building 1 main gate", 1),
@@ -176,6 +207,9 @@ def default_plan() -> CommunityPlan:
             ResidentPlan("chen", "陈静", "2-202", 2, "owner"),
         ),
         meters=_demo_meters(),
+        lockers=(
+            LockerBankPlan("A", "Building 1 lobby", 1, DEMO_LOCKER_COMPARTMENTS, terminal="term-a"),
+        ),
     )
 
 
@@ -195,8 +229,9 @@ async def seed_community(
 ) -> list[CommunityAccount]:
     """Create everything ``plan`` describes (the caller commits); the accounts with passwords.
 
-    Meters are registered for ``gateway_id``, each in its unit (created if no resident lives
-    there) or in none.
+    Meters and locker banks are registered for ``gateway_id``, each meter in its unit (created
+    if no resident lives there) or in none. Staff with role ``courier`` become couriers of
+    ``plan.courier_company`` serving the site.
     """
     accounts: list[CommunityAccount] = []
     site = await provisioning.create_site(session, plan.site_name)
@@ -253,10 +288,30 @@ async def seed_community(
         await provisioning.create_meter(
             session, site.id, gateway_id, m.local_id, m.kind, unit_id=unit_id, name=m.name
         )
+    for bank in plan.lockers:
+        await provisioning.create_locker_bank(
+            session,
+            site.id,
+            gateway_id,
+            bank.local_id,
+            name=bank.name,
+            building_id=buildings[bank.building],
+            compartments=bank.compartments,
+        )
     for login, role in plan.staff:
         password = secrets.token_urlsafe(12)
-        await provisioning.create_account(
-            session, hasher, site_id=site.id, login=login, password=password, role=role
-        )
+        if role == "courier":
+            await provisioning.create_courier(
+                session,
+                hasher,
+                site_id=site.id,
+                login=login,
+                password=password,
+                company=plan.courier_company,
+            )
+        else:
+            await provisioning.create_account(
+                session, hasher, site_id=site.id, login=login, password=password, role=role
+            )
         accounts.append(CommunityAccount(login, password, role))
     return accounts

@@ -8,20 +8,49 @@ on the status code alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from gateway.locker_banks import CompartmentState, LockerBanks
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.settings import HttpSettings
 
-__all__ = ["HealthServer", "make_app"]
+__all__ = ["HealthServer", "lockers_report", "make_app"]
 
 Report = Callable[[], dict[str, Any]]
 
 _REPORT: web.AppKey[Report] = web.AppKey("report")
 _METRICS = web.AppKey("metrics", GatewayMetrics)
+
+
+def lockers_report(
+    banks: LockerBanks, terminals: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The ``lockers`` section of /healthz: per bank, its compartments by state, its boards
+    (``online``, ``offline``, or ``unknown`` before the first read) and its terminal, if any.
+
+    No parcel, unit or code appears here: only counts and device states.
+    """
+    names = {True: "online", False: "offline", None: "unknown"}
+    report: dict[str, Any] = {}
+    for bank_id in banks.bank_ids():
+        bank = banks.bank(bank_id)
+        assert bank is not None
+        states = {state.value: 0 for state in CompartmentState}
+        for c in banks.compartments(bank_id):
+            states[c.state.value] += 1
+        boards = sorted({c.board for c in bank.compartments})
+        entry: dict[str, Any] = {
+            "compartments": states,
+            "boards": {board: names[banks.board_online(board)] for board in boards},
+        }
+        if bank.terminal is not None:
+            terminal = (terminals or {}).get(bank.terminal)
+            entry["terminal"] = {"device": bank.terminal, **(terminal or {"state": "unknown"})}
+        report[bank_id] = entry
+    return report
 
 
 async def _healthz(request: web.Request) -> web.Response:

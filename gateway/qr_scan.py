@@ -9,18 +9,20 @@ treats them as hostile:
    *before* decoding, and anything over :data:`MAX_SIDE` on a side is refused, so a small file
    cannot make the decoder allocate a huge bitmap;
 3. ``cv2.imdecode`` to 8-bit greyscale, EXIF orientation ignored (QR detection does not care);
-4. ``cv2.QRCodeDetectorAruco`` first, then ``cv2.QRCodeDetector`` on the same image; then,
-   only if both found nothing, the same two on an enlarged copy when the frame is small
-   (see docs/qr-codes.md for what each pass buys, measured).
+4. ``cv2.QRCodeDetectorAruco`` first, then ``cv2.QRCodeDetector`` on the same image; then, only if
+   both read nothing and the frame is at most :data:`UPSCALE_MAX_SIDE` px, Aruco again on the
+   frame enlarged 2× (small or soft modules), and on that after an unsharp mask (blur). Each pass
+   earns its place in docs/qr-codes.md, measured on camera-like frames.
 
 It returns the decoded texts, de-duplicated in the order found (usually one; an empty list means
 no code could be read). Malformed input raises :class:`QrScanError` and nothing else; whether a
 text is a valid token is for :func:`cloud_sync.protocol.tokens.verify_token` to say.
 
-Decoding is CPU-bound (tens of milliseconds for a 640×480 frame, see docs/qr-codes.md) and
-releases the GIL inside OpenCV: call it from a worker thread, ``await asyncio.to_thread(decode_qr,
-data)``, never on the event loop. It keeps no state, so concurrent calls are safe (each call
-builds its own detectors).
+Decoding is CPU-bound (640×480 on the 2-core reference machine: ~17 ms when the first pass reads
+the code, up to ~100-200 ms when the fallback passes run; see docs/qr-codes.md) and OpenCV releases
+the GIL while it works: call it from a worker thread, ``await asyncio.to_thread(decode_qr, data)``,
+never on the event loop. It keeps no state (each call builds its own detectors), so concurrent
+calls are safe.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class ActionSpec:
     """The body's ``action``."""
     target: str
     """What kind of thing the body's ``target`` names at the gateway, by its configured id:
-    ``door`` (``doors[].id``), ``meter`` (``meters[].id``)."""
+    ``door`` (``doors[].id``), ``meter`` (``meters[].id``), ``locker_bank``
+    (``locker_banks[].id``)."""
     outcomes: frozenset[CommandStatus]
     """The terminal statuses that mean the work was done. Every action may also end ``failed``,
     ``rejected`` or ``expired``."""
@@ -94,6 +95,11 @@ ACTION_SPECS: Mapping[str, ActionSpec] = MappingProxyType(
         for spec in (
             ActionSpec("door.unlock", "door", frozenset({_S.OPENED, _S.RELEASED_NOT_OPENED})),
             ActionSpec("meter.read", "meter", frozenset({_S.COMPLETED})),
+            ActionSpec("parcel.deposit", "locker_bank", frozenset({_S.OPENED})),
+            ActionSpec("parcel.reopen", "locker_bank", frozenset({_S.OPENED})),
+            ActionSpec("parcel.pickup", "locker_bank", frozenset({_S.OPENED})),
+            ActionSpec("parcel.retrieve", "locker_bank", frozenset({_S.OPENED})),
+            ActionSpec("parcel.cancel", "locker_bank", frozenset({_S.COMPLETED})),
         )
     }
 )

@@ -35,6 +35,8 @@ from cloud_sync.service import (
     routes_devices,
     routes_doors,
     routes_meters,
+    routes_notifications,
+    routes_parcels,
     routes_residents,
     routes_sessions,
 )
@@ -45,6 +47,7 @@ from cloud_sync.service.errors import error_middleware
 from cloud_sync.service.expiry import ExpirySweeper
 from cloud_sync.service.ingest import Ingestor, subscriptions
 from cloud_sync.service.keys import CloudKeys
+from cloud_sync.service.parcel_desk import ParcelLimits
 from cloud_sync.service.passwords import PasswordHasher
 from cloud_sync.service.ratelimit import LoginLimiter
 from cloud_sync.service.routes import RouteRegistry, RouteTable, guard_middleware
@@ -58,6 +61,7 @@ from cloud_sync.service.state import (
     INGESTOR,
     KEYS,
     LINK,
+    PARCEL_LIMITS,
     ROUTES,
     SETTINGS,
     SWEEPER,
@@ -82,6 +86,8 @@ TABLES: tuple[RouteTable, ...] = (
     routes_doors.table,
     routes_devices.table,
     routes_meters.table,
+    routes_parcels.table,
+    routes_notifications.table,
     routes_audit.table,
     routes_residents.table,
     openapi.table,
@@ -109,6 +115,7 @@ def create_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock or SafeClock()
     app[WAITERS] = CommandWaiters()
+    app[PARCEL_LIMITS] = ParcelLimits()
     registry = RouteRegistry()
     registry.install(app, TABLES)
     if pages is not None:

@@ -8,6 +8,9 @@
   costs the same time as a known one and response timing does not reveal which logins exist.
 * Every attempt is first checked against the :class:`LoginLimiter`; a locked login or address
   gets 429 even with the right password.
+* A :class:`Principal` carries the facts the policy needs as of the request: a resident's
+  memberships (in the same statement as the token) and a courier's company and the sites it
+  serves (a second statement, for courier accounts only).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlmodel import col
 from cloud_sync.service.errors import RateLimited, Unauthenticated
 from cloud_sync.service.policy import MembershipFact, Principal, Role
 from cloud_sync.service.ratelimit import LoginLimiter
-from cloud_sync.service.tables import Account, Membership, Token, Unit
+from cloud_sync.service.tables import Account, Courier, CourierSite, Membership, Token, Unit
 
 if TYPE_CHECKING:
     from cloud_sync.service.db import Database
@@ -58,6 +61,13 @@ _PRINCIPAL_ROWS = (
     .outerjoin(Unit, col(Unit.id) == col(Membership.unit_id))
     .where(col(Token.token_hash) == bindparam("token_hash"))
     .order_by(col(Unit.label))
+)
+# A courier's company and the sites it serves: a second statement, for couriers only, so the
+# statement every other request runs stays as it is. No courier row: no company and no sites.
+_COURIER_ROWS = (
+    select(col(Courier.company), col(CourierSite.site_id))
+    .outerjoin(CourierSite, col(CourierSite.account_id) == col(Courier.account_id))
+    .where(col(Courier.account_id) == bindparam("account_id"))
 )
 _TOKEN_BYTES = 32
 _MAX_TOKEN_CHARS = 128
@@ -146,6 +156,7 @@ class Authenticator:
         now = self._clock.now_ms()
         # One round trip: the account, its token's expiry and (for residents) each membership
         # with its unit, outer-joined so an account without memberships still yields a row.
+        # (A courier's company and sites take a second one.)
         # One statement, so no transaction around it (no BEGIN/ROLLBACK round trips).
         async with self._db.autocommit() as conn:
             rows = (await conn.execute(_PRINCIPAL_ROWS, {"token_hash": token_hash})).all()
@@ -158,6 +169,14 @@ class Authenticator:
             role = Role(role_name)
         except ValueError as exc:
             raise Unauthenticated("account has no usable role") from exc
+        company: str | None = None
+        courier_sites: frozenset[int] = frozenset()
+        if role is Role.COURIER:
+            async with self._db.autocommit() as conn:
+                found = (await conn.execute(_COURIER_ROWS, {"account_id": account_id})).all()
+            if found:
+                company = found[0][0]
+                courier_sites = frozenset(site for _, site in found if site is not None)
         facts = tuple(
             MembershipFact(
                 unit_id=unit_id,
@@ -178,6 +197,8 @@ class Authenticator:
             token_hash=token_hash,
             at_ms=now,
             memberships=facts,
+            company=company,
+            courier_sites=courier_sites,
         )
 
     async def logout(self, principal: Principal) -> None:

@@ -50,6 +50,7 @@ from cloud_sync.protocol import (
     sign_command,
 )
 from cloud_sync.service.db import Database
+from cloud_sync.service.inbox import fail_parcel_of_command
 from cloud_sync.service.keys import CloudKeys
 from cloud_sync.service.state import Clock
 from cloud_sync.service.tables import Command, Gateway
@@ -176,6 +177,9 @@ class Dispatcher:
                 now_ms=now,
                 actor="system:dispatch",
             )
+            if moved.changed and moved.status is not None:
+                # A deposit that was never sent: its parcel is failed in the same commit.
+                await fail_parcel_of_command(conn, command.id, moved.status, moved.reason, now)
         return self._changed(command, moved, now)
 
     def _changed(self, command: Command, moved: Moved, now: int) -> CommandStatus:

@@ -5,6 +5,8 @@
   report that is in flight when the expiry passes.
 * ``acknowledged`` well past its expiry (``outcome_timeout_ms``) becomes ``failed``
   (reason ``no_outcome``): the strike was pulsed but the door's outcome never reached us.
+* A ``parcel.deposit`` command that ends either way leaves its parcel, if still ``requested``,
+  ``failed`` (reason ``expired``/``no_outcome``), in the same transaction.
 
 Safe to run on every instance at once: each change is a compare-and-set through
 :func:`cloud_sync.service.transitions.move`, so a command is expired (and audited) once.
@@ -20,6 +22,7 @@ from sqlmodel import col
 
 from cloud_sync.protocol import CommandStatus
 from cloud_sync.service.db import Database
+from cloud_sync.service.inbox import fail_parcel_of_command
 from cloud_sync.service.state import Clock
 from cloud_sync.service.tables import Command
 from cloud_sync.service.transitions import move
@@ -88,6 +91,9 @@ class ExpirySweeper:
                 moved = await move(
                     conn, command_id, [(to, reason)], now_ms=now, actor="system:expiry"
                 )
+                if moved.changed and moved.status is not None:
+                    # A deposit that never happened: its parcel is failed in the same commit.
+                    await fail_parcel_of_command(conn, command_id, moved.status, moved.reason, now)
             if not moved.changed:
                 continue  # a report (or another instance's sweep) got there first
             changed.append(command_id)

@@ -17,7 +17,9 @@
    ``door.event`` {"door", "kind", "device_seq", "boot", "command"?}
        kinds ``forced_open`` and ``held_open`` raise an alarm;
    ``gateway.alarm`` {"kind", ...}
-       an alarm;
+       an alarm, its detail as sent; a ``locker_left_open``/``lockboard_offline`` alarm with
+       ``cleared: true`` is stored cleared and clears the open alarms of the same kind, bank,
+       compartment and board raised by earlier events;
    ``meter.reading`` {"meter": local_id, "bus", "values": {name: "decimal" | "state word"},
    "read_at": ms, "kind"?}
        a row of ``meter_readings``, once per ``(meter, read_at)`` whatever the event id; a meter
@@ -30,8 +32,34 @@
    "requests", "timeouts", "failures", "checksum_errors", "latency_ms"}]}
        each device's counters, ``online`` and ``last_seen`` as of the event's ``ts``
        (``stats_at``), unless the row already holds later statistics;
+   ``parcel.deposited`` {"parcel", "bank", "compartment", "size", "unit", "courier"?,
+   "company"?, "code_n", "deposited_at", "via"}
+       the parcel becomes ``waiting`` (compartment, ``code_n``, ``deposited_at``, ``via``); a
+       parcel the cloud never requested (a deposit at the terminal) is created: its bank by
+       local id (registered if unknown), its unit by label in the site (None if unknown), its
+       courier only if that account is a courier serving the site. Then every resident with a
+       currently valid membership of the unit gets an in-app ``parcel.waiting`` note
+       ``{parcel, bank, compartment}`` (never the code);
+   ``parcel.deposit_empty`` {"parcel", "bank", "compartment"}
+       ``empty``;
+   ``parcel.cancelled`` {"parcel", "bank", "reason"}
+       ``cancelled`` with the reason;
+   ``parcel.picked_up`` {"parcel", "bank", "compartment", "via", "at", "fee_cents", "fee_state"}
+       ``picked_up`` with how, when and the fee owed;
+   ``parcel.retrieved`` {"parcel", "bank", "compartment", "courier", "at"}
+       ``retrieved`` (via ``courier``);
+   ``locker.state`` {"bank", "compartment", "state", "reason"?}
+       the compartment's state, reason and ``changed_at`` (= ``ts``) unless a later change is
+       stored;
    ``gateway.started`` {"version"}, and any other type
        stored only.
+
+   Parcel states only move up :data:`PARCEL_RANK` (requested < failed < empty < waiting <
+   picked_up | retrieved | cancelled), each move a conditional UPDATE: a duplicate or late event
+   never moves a parcel back, so a pickup applied before its deposit ends ``picked_up`` and never
+   shows ``waiting`` (a deposit the cloud did not know of looks for its stored later outcome).
+   A ``parcel.deposit`` command that ends failed, rejected or expired fails its parcel if still
+   ``requested`` (:func:`fail_parcel_of_command`, also called by the expiry sweeper).
 
    An event whose data is not of the expected shape is stored and logged, without effect. The
    field-data effects are bulk statements: one per kind of effect and batch.
@@ -41,7 +69,7 @@
    ``last_event_seq`` only ever moves up.
 
 Everything runs as SQLAlchemy Core on one connection (no ORM unit of work): a batch is about six
-statements (a few more when it carries readings or device health) and one commit.
+statements (a few more when it carries readings, device health or parcel events) and one commit.
 """
 
 from __future__ import annotations
@@ -58,29 +86,49 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from cloud_sync.protocol import CommandStatus, Event, EventBatch
-from cloud_sync.service.db import Database
+from cloud_sync.service.db import Connection, Database, run
+from cloud_sync.service.notifications import (
+    PARCEL_WAITING,
+    InAppChannel,
+    Note,
+    Notifier,
+    current_residents,
+)
 from cloud_sync.service.state import Clock
 from cloud_sync.service.tables import (
     DEVICE_KINDS,
     METER_KINDS,
+    PARCEL_SIZES,
+    Account,
     Alarm,
+    Command,
+    Compartment,
+    CourierSite,
     Device,
     Door,
     Gateway,
     GatewayEvent,
+    LockerBank,
     Meter,
     MeterReading,
+    Parcel,
+    Unit,
 )
 from cloud_sync.service.transitions import CommandState, Step, move
 
 __all__ = [
     "ALARM_DOOR_KINDS",
+    "CLEARABLE_LOCKER_ALARMS",
     "CLOUD_ALARM_KINDS",
+    "COMPARTMENT_STATES",
     "MAX_HEALTH_DEVICES",
     "MAX_READING_VALUES",
+    "PARCEL_EVENT_TYPES",
+    "PARCEL_RANK",
     "Applied",
     "Inbox",
     "UnknownGateway",
+    "fail_parcel_of_command",
 ]
 
 log = structlog.get_logger(__name__)
@@ -219,7 +267,9 @@ class Applied:
 class Inbox:
     """Stores batches for one database."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, notifier: Notifier | None = None) -> None:
+        """``notifier`` delivers the notes of parcel events inside the batch's transaction, so
+        its channels must be transactional (the default: the in-app channel only)."""
         self._db = db
         self._clock = clock
         insert_ = sqlite.insert if db.is_sqlite else postgresql.insert
@@ -228,6 +278,7 @@ class Inbox:
         self._insert_events_stmt = insert_(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.id)
         self._touch = _TOUCH_GATEWAY_SQLITE if db.is_sqlite else _TOUCH_GATEWAY
         self._field = _FieldEffects(insert_)
+        self._parcels = _ParcelEffects(insert_, clock, notifier)
         self._raise_mark_apart = db.is_sqlite
 
     async def store(self, batch: EventBatch) -> Applied:
@@ -291,6 +342,7 @@ class Inbox:
         # Reports per command, in order: one batch often holds "acknowledged" then "opened".
         reports: dict[str, list[Step]] = {}
         field_data = _FieldData()
+        parcel_events: list[Event] = []
         for event in events:
             data = event.data
             if event.type == "command.status":
@@ -318,12 +370,19 @@ class Inbox:
                 if isinstance(kind, str) and _ALARM_KIND.fullmatch(kind):
                     # A gateway may not raise (or, by the gap logic, clear) the cloud's own kinds.
                     kind = f"gateway.{kind}" if kind in CLOUD_ALARM_KINDS else kind
-                    alarms.append(_alarm(site_id, gw, kind, event, now))
+                    alarm = _alarm(site_id, gw, kind, event, now)
+                    if kind in CLEARABLE_LOCKER_ALARMS and data.get("cleared") is True:
+                        await _clear_locker_alarms(session, gw, alarm, alarms, now)
+                    alarms.append(alarm)
                 else:
                     _bad(event)
             elif event.type in _FIELD_PARSERS:
                 _FIELD_PARSERS[event.type](event, field_data)
+            elif event.type in PARCEL_EVENT_TYPES:
+                parcel_events.append(event)
         await self._field.apply(session, gw, site_id, field_data, now)
+        if parcel_events:
+            await self._parcels.apply(session, gw, site_id, parcel_events, now)
         return await self._apply_reports(session, gw, reports, now) if reports else {}
 
     async def _apply_reports(
@@ -344,6 +403,9 @@ class Inbox:
                 log.info("report for an unknown command", command=cid, gateway=gw)
             elif moved.state is not None:
                 changed[cid] = moved.state
+                await fail_parcel_of_command(
+                    session, cid, moved.state.status, moved.state.reason, now
+                )
         return changed
 
     async def _sequence(
@@ -369,6 +431,7 @@ class Inbox:
                         "kind": "sequence_gap",
                         "detail": {"from": expected, "to": seq - 1, "missing": seq - expected},
                         "created_at": now,
+                        "cleared_at": None,
                     }
                 )
             expected = seq + 1
@@ -675,4 +738,467 @@ def _alarm(site_id: int, gw: str, kind: str, event: Event, now: int) -> dict[str
         "kind": kind,
         "detail": {**event.data, "event": event.id, "seq": event.seq, "ts": event.ts},
         "created_at": now,
+        "cleared_at": None,
     }
+
+
+def _locker_alarm_key(detail: object) -> tuple[Any, ...] | None:
+    if not isinstance(detail, dict):
+        return None
+    return (detail.get("bank"), detail.get("compartment"), detail.get("board"))
+
+
+async def _clear_locker_alarms(
+    session: AsyncConnection,
+    gw: str,
+    clearing: dict[str, Any],
+    pending: list[dict[str, Any]],
+    now: int,
+) -> None:
+    """A ``cleared: true`` locker alarm ends the open alarms it answers (same gateway, kind,
+    bank, compartment and board, raised by an earlier event); it is stored cleared itself."""
+    key, seq = _locker_alarm_key(clearing["detail"]), clearing["detail"]["seq"]
+    clearing["cleared_at"] = now
+    for alarm in pending:
+        detail = alarm["detail"]
+        if (
+            alarm["kind"] == clearing["kind"]
+            and alarm["cleared_at"] is None
+            and _locker_alarm_key(detail) == key
+            and detail.get("seq", seq) < seq
+        ):
+            alarm["cleared_at"] = now
+    a = _ALARMS.c
+    open_alarms = (
+        await session.execute(
+            select(a.id, a.detail).where(
+                a.gateway_id == gw, a.kind == clearing["kind"], a.cleared_at.is_(None)
+            )
+        )
+    ).all()
+    ended = [
+        alarm_id
+        for alarm_id, detail in open_alarms
+        if _locker_alarm_key(detail) == key
+        and isinstance(detail.get("seq"), int)
+        and detail["seq"] < seq
+    ]
+    if ended:
+        await session.execute(_ALARMS.update().where(a.id.in_(ended)).values(cleared_at=now))
+
+
+# -- parcels and lockers ------------------------------------------------------------------------
+
+#: The parcel and locker events the inbox applies (docs/parcels.md "Events").
+PARCEL_EVENT_TYPES = frozenset(
+    {
+        "parcel.deposited",
+        "parcel.deposit_empty",
+        "parcel.cancelled",
+        "parcel.picked_up",
+        "parcel.retrieved",
+        "locker.state",
+    }
+)
+#: A parcel's states in the order it can only move through: a report never moves it back, so
+#: events applied out of order end where the gateway's last one left it. ``failed`` (the cloud's
+#: inference from a failed deposit command) ranks below everything the gateway reports, which
+#: wins if it proves the deposit happened after all.
+PARCEL_RANK: dict[str, int] = {
+    "requested": 0,
+    "failed": 1,
+    "empty": 2,
+    "waiting": 3,
+    "picked_up": 4,
+    "retrieved": 4,
+    "cancelled": 4,
+}
+#: The states each move may start from (all of lower rank).
+_PARCEL_FROM: dict[str, tuple[str, ...]] = {
+    "failed": ("requested",),
+    "empty": ("requested", "failed"),
+    "waiting": ("requested", "failed", "empty"),
+    "cancelled": ("requested", "failed", "empty"),
+    "picked_up": ("requested", "failed", "empty", "waiting"),
+    "retrieved": ("requested", "failed", "empty", "waiting"),
+}
+#: The compartment states a gateway reports in ``locker.state``.
+COMPARTMENT_STATES = frozenset({"free", "reserved", "occupied", "out_of_service"})
+#: Locker alarms whose condition ends with a ``cleared: true`` alarm of the same kind.
+CLEARABLE_LOCKER_ALARMS = frozenset({"locker_left_open", "lockboard_offline"})
+#: Terminal parcel events looked for when a deposit arrives after them (out of order).
+_PARCEL_OUTCOMES = ("parcel.picked_up", "parcel.retrieved", "parcel.cancelled")
+_FAILED_COMMAND = frozenset({_S.FAILED, _S.REJECTED, _S.EXPIRED})
+_DEPOSIT_ACTION = "parcel.deposit"
+
+_PARCELS: Table = Parcel.__table__  # type: ignore[attr-defined]
+_BANKS: Table = LockerBank.__table__  # type: ignore[attr-defined]
+_COMPARTMENTS: Table = Compartment.__table__  # type: ignore[attr-defined]
+_UNITS: Table = Unit.__table__  # type: ignore[attr-defined]
+_ACCOUNTS: Table = Account.__table__  # type: ignore[attr-defined]
+_COURIER_SITES: Table = CourierSite.__table__  # type: ignore[attr-defined]
+_COMMANDS: Table = Command.__table__  # type: ignore[attr-defined]
+
+_PARCEL_ID = re.compile(r"[0-9a-f]{32}")
+_WORD = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_COMPARTMENT = 255
+_MAX_CODE_N = 999
+_MAX_ACCOUNT_ID = (1 << 53) - 1
+_MAX_FEE_CENTS = (1 << 31) - 1
+_DEPOSIT_VIA = frozenset({"command", "terminal"})
+_PICKUP_VIA = frozenset({"code", "qr", "remote"})
+
+
+def _is_parcel_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _PARCEL_ID.fullmatch(value) is not None
+
+
+def _is_no(value: object) -> TypeGuard[int]:
+    return type(value) is int and 1 <= value <= _MAX_COMPARTMENT
+
+
+def _is_word(value: object, max_chars: int) -> TypeGuard[str]:
+    return isinstance(value, str) and len(value) <= max_chars and _WORD.fullmatch(value) is not None
+
+
+def _is_text(value: object, max_chars: int) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable()
+
+
+@dataclass(frozen=True, slots=True)
+class _Deposit:
+    parcel: str
+    bank: str
+    compartment: int
+    size: str
+    unit: str
+    code_n: int
+    deposited_at: int
+    via: str
+    courier: int | None
+    company: str | None
+
+
+def _parse_deposit(data: dict[str, Any]) -> _Deposit | None:
+    parcel, bank, no, size, unit = (
+        data.get(k) for k in ("parcel", "bank", "compartment", "size", "unit")
+    )
+    code_n, at, via = data.get("code_n"), data.get("deposited_at"), data.get("via")
+    courier, company = data.get("courier"), data.get("company")
+    if not (
+        _is_parcel_id(parcel)
+        and _is_local_id(bank)
+        and _is_no(no)
+        and isinstance(size, str)
+        and size in PARCEL_SIZES
+        and _is_text(unit, 40)
+        and type(code_n) is int
+        and 0 <= code_n <= _MAX_CODE_N
+        and _is_ms(at)
+        and via in _DEPOSIT_VIA
+        and (courier is None or (type(courier) is int and 1 <= courier <= _MAX_ACCOUNT_ID))
+        and (company is None or _is_text(company, 64))
+    ):
+        return None
+    return _Deposit(parcel, bank, no, size, unit, code_n, at, str(via), courier, company)
+
+
+class _ParcelEffects:
+    """Applies a batch's parcel and locker events, one by one, in the batch's transaction.
+
+    Parcel events are few (one per door opening) and their effects depend on the row as it is,
+    so each is a statement or two rather than a bulk upsert. Every move is a conditional UPDATE
+    from the states of lower rank (:data:`PARCEL_RANK`), so a duplicate or late event changes
+    nothing it should not, and the gateway's later report always wins.
+    """
+
+    def __init__(self, insert_: Any, clock: Clock, notifier: Notifier | None) -> None:
+        self._insert_parcel = (
+            insert_(_PARCELS).on_conflict_do_nothing(index_elements=[_PARCELS.c.id])
+        ).returning(_PARCELS.c.id)
+        self._register_bank = insert_(_BANKS).on_conflict_do_nothing()
+        self._notifier = notifier or Notifier([InAppChannel(clock)])
+
+    async def apply(
+        self, conn: AsyncConnection, gw: str, site_id: int, events: list[Event], now: int
+    ) -> None:
+        for event in events:
+            handled = await self._apply_one(conn, gw, site_id, event, now)
+            if not handled:
+                _bad(event)
+
+    async def _apply_one(
+        self, conn: AsyncConnection, gw: str, site_id: int, event: Event, now: int
+    ) -> bool:
+        """Apply one event; False if its data is not of the expected shape."""
+        if event.type == "parcel.deposited":
+            deposit = _parse_deposit(event.data)
+            if deposit is None:
+                return False
+            await self._deposited(conn, gw, site_id, event, deposit, now)
+            return True
+        if event.type == "locker.state":
+            return await self._locker_state(conn, gw, event)
+        return await self._outcome(conn, gw, event, now)
+
+    async def _outcome(self, conn: AsyncConnection, gw: str, event: Event, now: int) -> bool:
+        """``deposit_empty``, ``cancelled``, ``picked_up``, ``retrieved``: move the parcel on."""
+        data = event.data
+        parcel, bank, no = data.get("parcel"), data.get("bank"), data.get("compartment")
+        if not _is_parcel_id(parcel) or not _is_local_id(bank):
+            return False
+        values: dict[str, Any]
+        if event.type == "parcel.cancelled":
+            reason = data.get("reason")
+            if not _is_word(reason, 64):
+                return False
+            to, values = "cancelled", {"reason": reason}
+        elif not _is_no(no):
+            return False
+        elif event.type == "parcel.deposit_empty":
+            to, values = "empty", {"compartment": no}
+        elif event.type == "parcel.picked_up":
+            via, at = data.get("via"), data.get("at")
+            fee, fee_state = data.get("fee_cents"), data.get("fee_state")
+            if (
+                via not in _PICKUP_VIA
+                or not _is_ms(at)
+                or not _is_count(fee, _MAX_FEE_CENTS)
+                or not _is_word(fee_state, 8)
+            ):
+                return False
+            to = "picked_up"
+            values = {
+                "compartment": no,
+                "via": via,
+                "picked_up_at": at,
+                "fee_cents": fee,
+                "fee_state": fee_state,
+            }
+        else:  # parcel.retrieved
+            at, courier = data.get("at"), data.get("courier")
+            if not _is_ms(at) or not (courier is None or _is_count(courier, _MAX_ACCOUNT_ID)):
+                return False
+            to, values = "retrieved", {"compartment": no, "via": "courier", "picked_up_at": at}
+        moved = await _move_parcel(conn, parcel, to, now, gateway=gw, **values)
+        if not moved:
+            log.info("parcel event changed nothing", parcel=parcel, type=event.type, gateway=gw)
+        return True
+
+    async def _deposited(
+        self,
+        conn: AsyncConnection,
+        gw: str,
+        site_id: int,
+        event: Event,
+        d: _Deposit,
+        now: int,
+    ) -> None:
+        bank_id, bank_name = await self._bank(conn, gw, site_id, d.bank, now)
+        p = _PARCELS.c
+        row = (
+            await conn.execute(select(p.gateway_id, p.unit_id).where(p.id == d.parcel))
+        ).one_or_none()
+        if row is not None and row.gateway_id != gw:
+            log.warning("deposit of another gateway's parcel", parcel=d.parcel, gateway=gw)
+            return
+        if row is None:
+            # A deposit the cloud never asked for: the courier used the locker's terminal.
+            unit_id = await self._unit_id(conn, site_id, d.unit)
+            inserted = await conn.execute(
+                self._insert_parcel,
+                {
+                    "id": d.parcel,
+                    "site_id": site_id,
+                    "gateway_id": gw,
+                    "bank_id": bank_id,
+                    "compartment": d.compartment,
+                    "size": d.size,
+                    "unit_id": unit_id,
+                    "unit_label": d.unit,
+                    "courier_account_id": await self._courier(conn, site_id, d.courier),
+                    "company": d.company,
+                    "tracking": None,
+                    "state": "waiting",
+                    "reason": None,
+                    "code_n": d.code_n,
+                    "via": d.via,
+                    "fee_cents": None,
+                    "fee_state": None,
+                    "created_at": now,
+                    "deposited_at": d.deposited_at,
+                    "picked_up_at": None,
+                    "updated_at": now,
+                },
+            )
+            if inserted.first() is None:
+                return
+            # Its pickup (or cancel) may have been stored before it, out of order: apply it now.
+            if not await self._still_waiting(conn, gw, event.seq, d.parcel, now):
+                return
+        else:
+            unit_id = row.unit_id
+            moved = await _move_parcel(
+                conn,
+                d.parcel,
+                "waiting",
+                now,
+                gateway=gw,
+                compartment=d.compartment,
+                code_n=d.code_n,
+                deposited_at=d.deposited_at,
+                via=d.via,
+                reason=None,
+            )
+            if not moved:
+                # Already picked up, retrieved (or waiting: a duplicate): only fill in when it
+                # was deposited; never move it back.
+                await conn.execute(
+                    _PARCELS.update()
+                    .where(p.id == d.parcel, p.gateway_id == gw, p.deposited_at.is_(None))
+                    .values(
+                        deposited_at=d.deposited_at,
+                        compartment=func.coalesce(p.compartment, d.compartment),
+                    )
+                )
+                return
+        if unit_id is None:
+            log.info("parcel for a unit the cloud does not know", parcel=d.parcel, gateway=gw)
+            return
+        body: dict[str, str | int | None] = {
+            "parcel": d.parcel,
+            "bank": bank_name,
+            "compartment": d.compartment,
+        }
+        for resident_id in await current_residents(conn, unit_id, now):
+            await self._notifier.notify(conn, Note(site_id, resident_id, PARCEL_WAITING, body))
+
+    async def _still_waiting(
+        self, conn: AsyncConnection, gw: str, seq: int, parcel: str, now: int
+    ) -> bool:
+        """Apply the stored outcomes of ``parcel`` the gateway sent after ``seq``; still waiting?"""
+        e = _EVENTS.c
+        rows = (
+            await conn.execute(
+                select(e.id, e.seq, e.ts, e.type, e.data)
+                .where(
+                    e.gateway_id == gw,
+                    e.seq > seq,
+                    e.type.in_(_PARCEL_OUTCOMES),
+                    e.data["parcel"].as_string() == parcel,
+                )
+                .order_by(e.seq)
+            )
+        ).all()
+        if not rows:
+            return True
+        for row in rows:
+            await self._outcome(conn, gw, Event(row.id, row.seq, row.ts, row.type, row.data), now)
+        state = await conn.execute(select(_PARCELS.c.state).where(_PARCELS.c.id == parcel))
+        return bool(state.scalar_one() == "waiting")
+
+    async def _bank(
+        self, conn: AsyncConnection, gw: str, site_id: int, local_id: str, now: int
+    ) -> tuple[int, str]:
+        """The bank's id and display name; a bank the cloud was not told about is registered."""
+        b = _BANKS.c
+        query = select(b.id, b.name).where(b.gateway_id == gw, b.local_id == local_id)
+        row = (await conn.execute(query)).one_or_none()
+        if row is None:
+            await conn.execute(
+                self._register_bank,
+                {
+                    "site_id": site_id,
+                    "gateway_id": gw,
+                    "local_id": local_id,
+                    "name": "",
+                    "building_id": None,
+                },
+            )
+            log.info("registered a locker bank from a deposit", gateway=gw, bank=local_id)
+            row = (await conn.execute(query)).one()
+        return int(row.id), row.name or local_id
+
+    @staticmethod
+    async def _unit_id(conn: AsyncConnection, site_id: int, label: str) -> int | None:
+        u = _UNITS.c
+        found = await conn.execute(select(u.id).where(u.site_id == site_id, u.label == label))
+        return found.scalar_one_or_none()
+
+    @staticmethod
+    async def _courier(conn: AsyncConnection, site_id: int, account_id: int | None) -> int | None:
+        """``account_id`` if it is a courier's account serving the site, else None."""
+        if account_id is None:
+            return None
+        a, cs = _ACCOUNTS.c, _COURIER_SITES.c
+        found = await conn.execute(
+            select(a.id)
+            .join(_COURIER_SITES, cs.account_id == a.id)
+            .where(a.id == account_id, a.role == "courier", cs.site_id == site_id)
+        )
+        return found.scalar_one_or_none()
+
+    @staticmethod
+    async def _locker_state(conn: AsyncConnection, gw: str, event: Event) -> bool:
+        data = event.data
+        bank, no, state, reason = (data.get(k) for k in ("bank", "compartment", "state", "reason"))
+        if (
+            not _is_local_id(bank)
+            or not _is_no(no)
+            or state not in COMPARTMENT_STATES
+            or not (reason is None or _is_word(reason, 64))
+        ):
+            return False
+        b, c = _BANKS.c, _COMPARTMENTS.c
+        bank_id = select(b.id).where(b.gateway_id == gw, b.local_id == bank).scalar_subquery()
+        changed = await conn.execute(
+            _COMPARTMENTS.update()
+            .where(
+                c.bank_id == bank_id,
+                c.no == no,
+                c.changed_at.is_(None) | (c.changed_at <= event.ts),
+            )
+            .values(state=state, reason=reason, changed_at=event.ts)
+            .returning(c.id)
+        )
+        if changed.first() is None:
+            log.info("locker.state changed nothing", gateway=gw, bank=bank, compartment=no)
+        return True
+
+
+async def _move_parcel(
+    conn: Connection, parcel: str, to: str, now: int, *, gateway: str | None = None, **values: Any
+) -> bool:
+    """Move ``parcel`` to ``to`` if it is in a state of lower rank; whether it moved."""
+    p = _PARCELS.c
+    stmt = _PARCELS.update().where(p.id == parcel, p.state.in_(_PARCEL_FROM[to]))
+    if gateway is not None:
+        stmt = stmt.where(p.gateway_id == gateway)
+    result = await run(conn, stmt.values(state=to, updated_at=now, **values).returning(p.id))
+    return result.first() is not None
+
+
+async def fail_parcel_of_command(
+    conn: Connection, command_id: str, status: CommandStatus, reason: str | None, now_ms: int
+) -> bool:
+    """A ``parcel.deposit`` command ended failed/rejected/expired: its parcel, if still
+    ``requested``, becomes ``failed`` with the command's reason (or its status). Whether it did.
+
+    Call it in the transaction that moved the command. A gateway event that later proves the
+    deposit happened after all still moves the parcel on (``failed`` ranks below them all).
+    """
+    if status not in _FAILED_COMMAND:
+        return False
+    c = _COMMANDS.c
+    parcel = (
+        await run(
+            conn,
+            select(c.parcel_id).where(
+                c.id == command_id, c.action == _DEPOSIT_ACTION, c.parcel_id.is_not(None)
+            ),
+        )
+    ).scalar_one_or_none()
+    if parcel is None:
+        return False
+    why = (reason or status.value)[:64]
+    return await _move_parcel(conn, parcel, "failed", now_ms, reason=why)

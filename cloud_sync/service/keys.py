@@ -6,6 +6,8 @@ One directory (mode 0700) holds every secret the cloud needs, each in its own 06
 ``blind-index.key``          HMAC key of the blind indexes (exact-match lookup of sealed values)
 ``command-signing.key``      Ed25519 key that signs commands to gateways (``.pub`` beside it)
 ``audit-detail.key``         data key for audit details that belong to no resident
+``parcel-code.key``          master parcel-code key; each gateway's pickup-code key is derived
+                             from it (HKDF-SHA256 with the gateway id, see docs/parcels.md)
 
 A file that group or others may read is refused rather than used, so a key that leaked through a
 careless ``chmod`` or copy is noticed at start-up. No key is ever derived from configuration or
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloud_sync.protocol.pickup_code import derive_site_code_key
 from trust import (
     BlindIndexer,
     DataKey,
@@ -29,11 +32,18 @@ from trust import (
     load_or_create_secret,
 )
 
-__all__ = ["AUDIT_KEY_FILE", "BLIND_INDEX_FILE", "SIGNING_KEY_FILE", "CloudKeys"]
+__all__ = [
+    "AUDIT_KEY_FILE",
+    "BLIND_INDEX_FILE",
+    "PARCEL_CODE_KEY_FILE",
+    "SIGNING_KEY_FILE",
+    "CloudKeys",
+]
 
 BLIND_INDEX_FILE = "blind-index.key"
 SIGNING_KEY_FILE = "command-signing.key"
 AUDIT_KEY_FILE = "audit-detail.key"
+PARCEL_CODE_KEY_FILE = "parcel-code.key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,8 @@ class CloudKeys:
     blind: BlindIndexer
     signing: SigningKey
     audit_key: DataKey
+    parcel_code_master: bytes = field(repr=False)
+    """The master parcel-code key; use :meth:`gateway_code_key`, never this directly."""
 
     @classmethod
     def load_or_create(cls, directory: Path) -> CloudKeys:
@@ -52,7 +64,14 @@ class CloudKeys:
         keyring = Keyring.from_directory(directory)
         blind = load_or_create_secret(directory / BLIND_INDEX_FILE, lambda: secrets.token_bytes(32))
         audit = load_or_create_secret(directory / AUDIT_KEY_FILE, lambda: secrets.token_bytes(32))
-        for name, raw in ((BLIND_INDEX_FILE, blind), (AUDIT_KEY_FILE, audit)):
+        parcel_code = load_or_create_secret(
+            directory / PARCEL_CODE_KEY_FILE, lambda: secrets.token_bytes(32)
+        )
+        for name, raw in (
+            (BLIND_INDEX_FILE, blind),
+            (AUDIT_KEY_FILE, audit),
+            (PARCEL_CODE_KEY_FILE, parcel_code),
+        ):
             if len(raw) != 32:
                 raise KeyFileError(str(directory / name), "this key file holds 32 bytes")
         return cls(
@@ -60,7 +79,15 @@ class CloudKeys:
             blind=BlindIndexer(blind),
             signing=_signing_key(directory / SIGNING_KEY_FILE),
             audit_key=DataKey(audit),
+            parcel_code_master=parcel_code,
         )
+
+    def gateway_code_key(self, gateway_id: str) -> bytes:
+        """The gateway's 32-byte pickup-code key (written to its key directory at provisioning).
+
+        Raises :class:`ValueError` for a malformed gateway id.
+        """
+        return derive_site_code_key(self.parcel_code_master, gateway_id)
 
 
 def _secure_directory(directory: Path) -> None:

@@ -27,11 +27,12 @@ _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
     401: "No valid bearer token (code `unauthenticated`), or wrong login (`invalid_credentials`)",
     404: "No such object, or the caller may not see it (code `not_found`: the two look the same)",
-    409: "The Idempotency-Key was used for another request (code `idempotency_conflict`)",
+    409: "The Idempotency-Key was used for another request (code `idempotency_conflict`), or "
+    "the object is not in a state that allows this (code `wrong_state`)",
     413: "The body is larger than the limit (code `payload_too_large`)",
     422: "The body, query or a header is invalid (codes `invalid_body`, `invalid_query`, "
     "`invalid_header`, `reason_required`)",
-    429: "Too many failed logins; see Retry-After (code `rate_limited`)",
+    429: "Too many failed logins or requests; see Retry-After (code `rate_limited`)",
 }
 
 

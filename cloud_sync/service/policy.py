@@ -12,7 +12,18 @@ A decision combines **role** and **relationship**:
   serves, valid at the time of the request (``valid_from <= now < valid_until``); on a meter,
   only through such a membership of the unit the meter measures;
 * a command may be read by the account that issued it;
+* a **courier** acts on the sites it serves (``courier_sites``), never through its account's own
+  ``site_id``: it may deposit into a bank, look up a recipient and get a courier pass at those
+  sites only, and it may act on (reopen, cancel, retrieve) only the parcels it deposited there;
+  it may read the parcels it deposited;
+* a parcel is the recipient's: only a resident with a currently valid membership of the parcel's
+  unit may see its pickup code and QR or open it remotely — never staff, never a courier; its
+  view may also be read by its depositing courier and by the site's engineers and admins;
 * some permissions come with an **obligation** the service must enforce (a recorded reason).
+
+List endpoints are guarded by a *list* action on the caller's own :class:`SiteRes` (may this
+caller ask for such a list at all) and then show only the items a per-item decision allows
+(``parcel.read`` for each parcel, ``bank.list`` on each :class:`BankRes`).
 
 Anything :data:`POLICY` does not allow is denied. A denial is reported as 404 ``not_found``,
 exactly like a missing object, so the API never confirms that something exists.
@@ -28,12 +39,15 @@ from typing import Any
 __all__ = [
     "POLICY",
     "Action",
+    "BankRes",
     "CommandRes",
     "Decision",
     "DoorRes",
+    "GatewayRes",
     "MembershipFact",
     "MeterRes",
     "Obligation",
+    "ParcelRes",
     "Principal",
     "ResidentRes",
     "Resource",
@@ -72,6 +86,17 @@ class Action(StrEnum):
     METER_READINGS = "meter.readings"
     METER_READ_NOW = "meter.read_now"
     DEVICE_LIST = "device.list"
+    BANK_LIST = "bank.list"
+    BANK_COMPARTMENTS = "bank.compartments"
+    RECIPIENT_LOOKUP = "recipient.lookup"
+    PARCEL_LIST = "parcel.list"
+    PARCEL_READ = "parcel.read"
+    PARCEL_DEPOSIT = "parcel.deposit"
+    PARCEL_COURIER_ACT = "parcel.courier_act"
+    PARCEL_PICKUP = "parcel.pickup"
+    PARCEL_CODE = "parcel.code"
+    COURIER_PASS = "courier.pass"  # noqa: S105  # an action name, not a password
+    NOTIFICATION_LIST = "notification.list"
 
 
 class Obligation(StrEnum):
@@ -108,6 +133,10 @@ class Principal:
     token_hash: str
     at_ms: int
     memberships: tuple[MembershipFact, ...] = ()
+    company: str | None = None
+    """A courier's delivery company (None for every other account)."""
+    courier_sites: frozenset[int] = frozenset()
+    """The sites a courier serves (empty for every other account)."""
 
     @property
     def actor(self) -> str:
@@ -176,7 +205,43 @@ class MeterRes:
     row: Any = field(compare=False, repr=False)
 
 
-Resource = SiteRes | SelfRes | DoorRes | CommandRes | ResidentRes | MeterRes
+@dataclass(frozen=True, slots=True)
+class GatewayRes:
+    """A gateway (a courier pass is issued for one)."""
+
+    site_id: int
+    row: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BankRes:
+    """A locker bank."""
+
+    site_id: int
+    row: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ParcelRes:
+    """A parcel, its recipient unit (None: unknown to the cloud) and who deposited it."""
+
+    site_id: int
+    unit_id: int | None
+    courier_account_id: int | None
+    row: Any = field(compare=False, repr=False)
+
+
+Resource = (
+    SiteRes
+    | SelfRes
+    | DoorRes
+    | CommandRes
+    | ResidentRes
+    | MeterRes
+    | GatewayRes
+    | BankRes
+    | ParcelRes
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +307,71 @@ def _resident_of_unit(p: Principal, r: Resource) -> Decision | None:
     return None
 
 
+def _resident_of_parcel_unit(p: Principal, r: Resource) -> Decision | None:
+    """A resident with a currently valid membership of the parcel's (recipient) unit."""
+    if (
+        p.role is Role.RESIDENT
+        and isinstance(r, ParcelRes)
+        and r.site_id == p.site_id
+        and r.unit_id is not None
+        and r.unit_id in p.units()
+    ):
+        return Decision(True, "resident_of_parcel_unit")
+    return None
+
+
+def _resident_self(p: Principal, r: Resource) -> Decision | None:
+    """A resident's own account (their inbox)."""
+    if p.role is Role.RESIDENT and p.resident_id is not None:
+        return _self(p, r)
+    return None
+
+
+def _courier_serving(*kinds: type) -> Rule:
+    """A courier at a site it serves (``courier_sites``), for a resource of one of ``kinds``."""
+    name = "courier_serving"
+
+    def rule(p: Principal, r: Resource) -> Decision | None:
+        if p.role is Role.COURIER and isinstance(r, kinds) and r.site_id in p.courier_sites:
+            return Decision(True, name)
+        return None
+
+    return rule
+
+
+def _depositor(*, serving: bool) -> Rule:
+    """The courier who deposited the parcel (with ``serving``: still serving its site)."""
+    name = "depositor_serving" if serving else "depositor"
+
+    def rule(p: Principal, r: Resource) -> Decision | None:
+        if (
+            p.role is Role.COURIER
+            and isinstance(r, ParcelRes)
+            and r.courier_account_id == p.account_id
+            and (not serving or r.site_id in p.courier_sites)
+        ):
+            return Decision(True, name)
+        return None
+
+    return rule
+
+
+def _may_list(*roles: Role) -> Rule:
+    """Callers with one of ``roles`` asking for a list (their own :class:`SiteRes`).
+
+    Only the gate of a list route: the list then shows each item only if the item's own
+    decision allows it.
+    """
+    name = "list:" + "|".join(r.value for r in roles)
+
+    def rule(p: Principal, r: Resource) -> Decision | None:
+        if isinstance(r, SiteRes) and p.role in roles and r.site_id == p.site_id:
+            return Decision(True, name)
+        return None
+
+    return rule
+
+
 def _issuer(p: Principal, r: Resource) -> Decision | None:
     """The account that issued the command."""
     if isinstance(r, CommandRes) and r.account_id == p.account_id and r.site_id == p.site_id:
@@ -271,6 +401,30 @@ POLICY: Mapping[Action, tuple[Rule, ...]] = {
     Action.METER_READINGS: (_resident_of_unit, _staff(_R.ENGINEER, _R.ADMIN)),
     Action.METER_READ_NOW: (_resident_of_unit, _staff(_R.ENGINEER, _R.ADMIN)),
     Action.DEVICE_LIST: (_staff(_R.ENGINEER, _R.ADMIN),),
+    # Parcel lockers. Couriers act through the sites they serve; a parcel's code, QR and remote
+    # open belong to the residents of its unit alone.
+    # The gate (SiteRes) and each bank of the list (BankRes).
+    Action.BANK_LIST: (
+        _may_list(_R.COURIER, _R.ENGINEER, _R.ADMIN),
+        _courier_serving(BankRes),
+        _staff(_R.ENGINEER, _R.ADMIN),
+    ),
+    # Each compartment's state and fault reason, in the bank list.
+    Action.BANK_COMPARTMENTS: (_staff(_R.ENGINEER, _R.ADMIN),),
+    Action.RECIPIENT_LOOKUP: (_courier_serving(BankRes),),
+    # The list filters through PARCEL_READ per parcel.
+    Action.PARCEL_LIST: (_may_list(_R.RESIDENT, _R.COURIER, _R.ENGINEER, _R.ADMIN),),
+    Action.PARCEL_READ: (
+        _resident_of_parcel_unit,
+        _depositor(serving=False),
+        _staff(_R.ENGINEER, _R.ADMIN),
+    ),
+    Action.PARCEL_DEPOSIT: (_courier_serving(BankRes),),
+    Action.PARCEL_COURIER_ACT: (_depositor(serving=True),),
+    Action.PARCEL_PICKUP: (_resident_of_parcel_unit,),
+    Action.PARCEL_CODE: (_resident_of_parcel_unit,),
+    Action.COURIER_PASS: (_courier_serving(GatewayRes),),
+    Action.NOTIFICATION_LIST: (_resident_self,),
 }
 
 

@@ -1,4 +1,5 @@
-"""Setting up a community: sites, buildings, units, memberships, accounts, gateways, doors, meters.
+"""Setting up a community: sites, buildings, units, memberships, accounts, gateways, doors, meters,
+locker banks and couriers.
 
 Each function validates its inputs (including that every id it is given belongs to the same
 site), adds the row, and appends an audit record in the same transaction. None of them commits.
@@ -6,8 +7,8 @@ Errors say which input was wrong in ``field`` and never repeat a password or per
 
     ProvisioningError
     ├── InvalidInput      an input is malformed or names something outside the site (HTTP 422)
-    └── AlreadyExists     the login, gateway id, unit label, door, meter or membership exists
-                          (HTTP 409)
+    └── AlreadyExists     the login, gateway id, unit label, door, meter, locker bank, courier
+                          site or membership exists (HTTP 409)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -26,13 +28,18 @@ from cloud_sync.service import audit
 from cloud_sync.service.passwords import PasswordHasher
 from cloud_sync.service.tables import (
     METER_KINDS,
+    PARCEL_SIZES,
     RELATIONS,
     ROLES,
     Account,
     AuditHead,
     Building,
+    Compartment,
+    Courier,
+    CourierSite,
     Door,
     Gateway,
+    LockerBank,
     Membership,
     Meter,
     Resident,
@@ -41,17 +48,21 @@ from cloud_sync.service.tables import (
 )
 
 __all__ = [
+    "MAX_COMPARTMENT_NO",
     "MAX_PULSE_MS",
     "MIN_PULSE_MS",
     "AlreadyExists",
     "InvalidInput",
     "ProvisioningError",
+    "add_courier_site",
     "add_membership",
     "assign_meter",
     "create_account",
     "create_building",
+    "create_courier",
     "create_door",
     "create_gateway",
+    "create_locker_bank",
     "create_meter",
     "create_site",
     "create_unit",
@@ -60,6 +71,8 @@ __all__ = [
 # The door profile's bounds on a strike pulse (devices.door.profile, which we may not import).
 MIN_PULSE_MS = 100
 MAX_PULSE_MS = 30_000
+#: Compartments are numbered 1..255 in their bank (docs/parcels.md).
+MAX_COMPARTMENT_NO = 255
 
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 _DOOR_TARGET_PREFIX = "door:"  # signed commands name a door as door:{local_id}, an id of ≤ 64
@@ -435,3 +448,157 @@ async def assign_meter(
         detail={"unit_id": unit_id, "previous_unit_id": previous},
     )
     return meter
+
+
+async def create_locker_bank(
+    session: AsyncSession,
+    site_id: int,
+    gateway_id: str,
+    local_id: str,
+    *,
+    name: str = "",
+    building_id: int | None = None,
+    compartments: Sequence[tuple[int, str]] = (),
+    actor: str = "system",
+) -> LockerBank:
+    """A bank of parcel lockers a gateway of the site runs, with its compartments (all ``free``).
+
+    ``local_id`` is the bank's id in the gateway's configuration (``[[lockers]] id``): the target
+    of the signed parcel commands. ``compartments`` are ``(no, size)`` pairs, ``no`` 1..255 and
+    unique in the bank, ``size`` one of ``mini``, ``S``, ``M``, ``L``; the gateway reports their
+    state from then on (``locker.state`` events).
+    """
+    await _in_site(session, Gateway, gateway_id, site_id, "gateway_id")
+    if not isinstance(local_id, str) or not ID_PATTERN.fullmatch(local_id):
+        raise InvalidInput("local_id", "1-64 of A-Z a-z 0-9 _ . : -")
+    if building_id is not None:
+        await _in_site(session, Building, building_id, site_id, "building_id")
+    clean_name = _text(name, "name", 100) if name.strip() else ""
+    seen: set[int] = set()
+    for no, size in compartments:
+        if isinstance(no, bool) or not isinstance(no, int) or not 1 <= no <= MAX_COMPARTMENT_NO:
+            raise InvalidInput("compartments", f"a compartment no is 1 to {MAX_COMPARTMENT_NO}")
+        if no in seen:
+            raise InvalidInput("compartments", f"compartment {no} is listed twice")
+        if size not in PARCEL_SIZES:
+            raise InvalidInput("compartments", f"a size is one of {', '.join(PARCEL_SIZES)}")
+        seen.add(no)
+    taken = await session.exec(
+        select(LockerBank.id).where(
+            col(LockerBank.gateway_id) == gateway_id, col(LockerBank.local_id) == local_id
+        )
+    )
+    if taken.first() is not None:
+        raise AlreadyExists("local_id", "the gateway has a locker bank with this id")
+    bank = LockerBank(
+        site_id=site_id,
+        gateway_id=gateway_id,
+        local_id=local_id,
+        name=clean_name,
+        building_id=building_id,
+    )
+    session.add(bank)
+    await _flush(session, "local_id")
+    if bank.id is None:
+        raise RuntimeError("locker bank has no id after flush")
+    for no, size in sorted(compartments):
+        session.add(Compartment(site_id=site_id, bank_id=bank.id, no=no, size=size, state="free"))
+    await _flush(session, "compartments")
+    await audit.append(
+        session,
+        site_id=site_id,
+        actor=actor,
+        action="locker_bank.create",
+        obj=f"locker_bank:{bank.id}",
+        detail={
+            "gateway_id": gateway_id,
+            "local_id": local_id,
+            "building_id": building_id,
+            "compartments": [[no, size] for no, size in sorted(compartments)],
+        },
+    )
+    return bank
+
+
+async def create_courier(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    *,
+    site_id: int,
+    login: str,
+    password: str,
+    company: str,
+    sites: Sequence[int] = (),
+    actor: str = "system",
+) -> Account:
+    """A courier's account (role ``courier`` at ``site_id``), its company and the sites it serves.
+
+    It serves ``site_id`` and every site in ``sites`` (each must exist).
+    """
+    await _site(session, site_id)
+    clean_company = _text(company, "company", 64)
+    served: list[int] = [site_id]
+    for other in sites:
+        if isinstance(other, bool) or not isinstance(other, int):
+            raise InvalidInput("sites", "a site id is an integer")
+        if other not in served:
+            if await session.get(Site, other) is None:
+                raise InvalidInput("sites", f"no such site: {other}")
+            served.append(other)
+    account = await create_account(
+        session,
+        hasher,
+        site_id=site_id,
+        login=login,
+        password=password,
+        role="courier",
+        actor=actor,
+    )
+    if account.id is None:
+        raise RuntimeError("account has no id after flush")
+    session.add(Courier(account_id=account.id, company=clean_company))
+    await _flush(session, "login")
+    await audit.append(
+        session,
+        site_id=site_id,
+        actor=actor,
+        action="courier.create",
+        obj=f"account:{account.id}",
+        detail={"company": clean_company},
+    )
+    for other in served:
+        await add_courier_site(session, account.id, other, actor=actor)
+    return account
+
+
+async def add_courier_site(
+    session: AsyncSession, account_id: int, site_id: int, *, actor: str = "system"
+) -> CourierSite:
+    """Let a courier account deposit at another site (audited in that site's chain)."""
+    await _site(session, site_id)
+    account = await session.get(Account, account_id)
+    if (
+        account is None
+        or account.role != "courier"
+        or await session.get(Courier, account_id) is None
+    ):
+        raise InvalidInput("account_id", "no such courier")
+    taken = await session.exec(
+        select(CourierSite.id).where(
+            col(CourierSite.account_id) == account_id, col(CourierSite.site_id) == site_id
+        )
+    )
+    if taken.first() is not None:
+        raise AlreadyExists("site_id", "the courier serves this site already")
+    row = CourierSite(site_id=site_id, account_id=account_id)
+    session.add(row)
+    await _flush(session, "site_id")
+    await audit.append(
+        session,
+        site_id=site_id,
+        actor=actor,
+        action="courier_site.add",
+        obj=f"account:{account_id}",
+        detail={"account_id": account_id},
+    )
+    return row

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cloud_sync.service.expiry import ExpirySweeper
     from cloud_sync.service.ingest import Ingestor
     from cloud_sync.service.keys import CloudKeys
+    from cloud_sync.service.parcel_desk import ParcelLimits
     from cloud_sync.service.passwords import PasswordHasher
     from cloud_sync.service.policy import Decision, Principal, Resource
     from cloud_sync.service.routes import RouteRegistry
@@ -37,6 +38,7 @@ __all__ = [
     "INGESTOR",
     "KEYS",
     "LINK",
+    "PARCEL_LIMITS",
     "PRINCIPAL",
     "RESOURCE",
     "ROUTES",
@@ -72,6 +74,8 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 UNLOCK: web.AppKey[UnlockService] = web.AppKey("unlock")
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor")
 SWEEPER: web.AppKey[ExpirySweeper] = web.AppKey("sweeper")
+#: Per-account limits on revealing pickup codes and on remote pickups.
+PARCEL_LIMITS: web.AppKey[ParcelLimits] = web.AppKey("parcel_limits")
 
 #: Set by the route guard before a non-public handler runs.
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

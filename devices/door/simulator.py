@@ -426,6 +426,10 @@ class DoorSimulator:
             self._emit(self._controller.receive(payload, now))
 
     def _emit(self, outputs: Iterable[Outbound]) -> None:
+        # The controller has already moved: make that visible to observers before anything is
+        # published, so nobody can hear of an effect (an ack, an opened door) before the
+        # snapshot shows its cause (a strike pulse).
+        self._publish_snapshot()
         link = self._mqtt()
         for item in outputs:
             if link.ready:

@@ -10,7 +10,11 @@
     │                 │               └─ water meter m-2-101 (gateway gw-test)
     │                 └─ door b2-main (gateway gw-test)
     ├── electricity meter m-common, not assigned to a unit (gateway gw-test)
-    └── staff logins: engineer, admin, auditor, courier
+    ├── locker bank "A" (gateway gw-test, building 1): compartments 1 mini, 2 S, 3 M, 4 L, 5 S, 6 M
+    │   └── compartment 2 occupied: a parcel waiting for 1-101 (Li), deposited by "courier"
+    │       (code_n 0, tracking SF0000000001), with Li's "parcel.waiting" notification
+    ├── staff logins: engineer, admin, auditor
+    └── couriers serving the site: courier (company "SF"), other_courier (company "ZTO")
 
 Every password is ``{login}-password`` (see :data:`Seeded.logins`). ``site_factory(prefix)`` seeds
 another such community whose logins and gateway id carry ``prefix``, for cross-site tests.
@@ -32,6 +36,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlmodel import col, select
 
 from cloud_sync.protocol import (
     Ack,
@@ -49,10 +54,15 @@ from cloud_sync.service.keys import CloudKeys
 from cloud_sync.service.migrate import upgrade
 from cloud_sync.service.passwords import PasswordHasher
 from cloud_sync.service.state import LINK
+from cloud_sync.service.tables import Compartment, Notification, Parcel
 
 LI_NAME, LI_PHONE = "李小红", "13812348000"
 ZHANG_NAME, ZHANG_PHONE = "张伟", "13987654321"
-STAFF_ROLES = ("engineer", "admin", "auditor", "courier")
+STAFF_ROLES = ("engineer", "admin", "auditor")
+#: The seeded couriers: login short name → company. Both serve the seeded site.
+COURIERS = {"courier": "SF", "other_courier": "ZTO"}
+BANK_COMPARTMENTS = ((1, "mini"), (2, "S"), (3, "M"), (4, "L"), (5, "S"), (6, "M"))
+HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ class SeededLogin:
 
 @dataclass(frozen=True)
 class Seeded:
-    """The ids of a seeded community; ``logins`` is keyed by li, zhang and the staff roles."""
+    """The ids of a seeded community; ``logins`` is keyed by li, zhang, staff roles, couriers."""
 
     site_id: int
     building1_id: int
@@ -83,6 +93,8 @@ class Seeded:
     meter_li_id: int  # electricity, unit 1-101
     meter_zhang_id: int  # water, unit 2-101
     meter_common_id: int  # electricity, no unit
+    bank_id: int  # locker bank "A"
+    parcel_id: str  # waiting for 1-101 in bank A, compartment 2, deposited by "courier"
     door_b1_local: str = "b1-main"
     door_b2_local: str = "b2-main"
     meter_li_local: str = "m-1-101"
@@ -94,6 +106,11 @@ class Seeded:
     li_phone: str = LI_PHONE
     zhang_name: str = ZHANG_NAME
     zhang_phone: str = ZHANG_PHONE
+    bank_local: str = "A"
+    parcel_compartment: int = 2
+    parcel_tracking: str = "SF0000000001"
+    courier_company: str = COURIERS["courier"]
+    other_courier_company: str = COURIERS["other_courier"]
 
 
 SiteFactory = Callable[..., Awaitable[Seeded]]
@@ -173,6 +190,13 @@ def site_factory(db: Database, cloud_keys: CloudKeys, hasher: PasswordHasher) ->
                 )
                 assert account.id is not None
                 logins[short] = SeededLogin(login, password, role, account.id)
+            for short, company in COURIERS.items():
+                login, password = prefix + short, f"{prefix}{short}-password"
+                account = await provisioning.create_courier(
+                    s, hasher, site_id=sid, login=login, password=password, company=company
+                )
+                assert account.id is not None
+                logins[short] = SeededLogin(login, password, "courier", account.id)
             gateway = await provisioning.create_gateway(s, sid, f"{prefix}gw-test", "Gate house")
             doors = []
             for building_id, local_id in ((b1.id, "b1-main"), (b2.id, "b2-main")):
@@ -197,6 +221,19 @@ def site_factory(db: Database, cloud_keys: CloudKeys, hasher: PasswordHasher) ->
                 )
                 assert meter.id is not None
                 meters.append(meter.id)
+            bank = await provisioning.create_locker_bank(
+                s,
+                sid,
+                gateway.id,
+                "A",
+                name="Building 1 lobby",
+                building_id=b1.id,
+                compartments=BANK_COMPARTMENTS,
+            )
+            assert bank.id is not None
+            parcel_id = await _seed_waiting_parcel(
+                s, sid, gateway.id, bank.id, u1.id, li.id, logins["courier"].account_id
+            )
             await s.commit()
         return Seeded(
             site_id=sid,
@@ -213,9 +250,59 @@ def site_factory(db: Database, cloud_keys: CloudKeys, hasher: PasswordHasher) ->
             meter_li_id=meters[0],
             meter_zhang_id=meters[1],
             meter_common_id=meters[2],
+            bank_id=bank.id,
+            parcel_id=parcel_id,
         )
 
     return make
+
+
+async def _seed_waiting_parcel(
+    s: Any, site_id: int, gateway_id: str, bank_id: int, unit_id: int, li_id: int, courier: int
+) -> str:
+    """A parcel in compartment 2 for unit 1-101, as the inbox leaves it after parcel.deposited."""
+    now = time.time_ns() // 1_000_000
+    deposited = now - 2 * HOUR_MS
+    parcel_id = uuid.uuid4().hex
+    s.add(
+        Parcel(
+            id=parcel_id,
+            site_id=site_id,
+            gateway_id=gateway_id,
+            bank_id=bank_id,
+            compartment=2,
+            size="S",
+            unit_id=unit_id,
+            unit_label="1-101",
+            courier_account_id=courier,
+            company=COURIERS["courier"],
+            tracking="SF0000000001",
+            state="waiting",
+            code_n=0,
+            via="command",
+            created_at=deposited - 1000,
+            deposited_at=deposited,
+            updated_at=deposited,
+        )
+    )
+    compartment = (
+        await s.exec(
+            select(Compartment).where(col(Compartment.bank_id) == bank_id, col(Compartment.no) == 2)
+        )
+    ).one()
+    compartment.state, compartment.changed_at = "occupied", deposited
+    s.add(compartment)
+    s.add(
+        Notification(
+            site_id=site_id,
+            resident_id=li_id,
+            kind="parcel.waiting",
+            body={"parcel": parcel_id, "bank": "Building 1 lobby", "compartment": 2},
+            created_at=deposited,
+        )
+    )
+    await s.flush()
+    return parcel_id
 
 
 @pytest.fixture

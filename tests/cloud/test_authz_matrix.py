@@ -7,11 +7,16 @@ route cannot ship without someone deciding, here, who may call it.
 Relationships: ``li`` lives in building 1 (unit 1-101) and acts on building 1's door, her own
 command and her unit's meter; ``zhang`` lives in building 2 and acts on the same objects; staff act
 on their own site; ``other_admin`` is an admin of another site acting on this site's objects.
+
+Parcels: ``li`` is the recipient of the seeded waiting parcel (and of an unfinished deposit, found
+empty), ``zhang`` is not; ``courier`` (company SF) deposited both; ``other_courier`` (company ZTO)
+serves the same site but deposited neither; everyone names bank A and the site's gateway.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,30 +25,54 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 from sqlmodel import col
 
-from cloud_sync.service.tables import Membership
+from cloud_sync.service.state import DB
+from cloud_sync.service.tables import Membership, Parcel
 
-ROLES = ("anonymous", "li", "zhang", "engineer", "admin", "auditor", "courier", "other_admin")
+ROLES = (
+    "anonymous",
+    "li",
+    "zhang",
+    "engineer",
+    "admin",
+    "auditor",
+    "courier",
+    "other_courier",
+    "other_admin",
+)
 
 # fmt: off
 MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
-    #                                              anon  li  zhang  eng admin  aud  cour other
-    ("POST",   "/api/v1/sessions"):               (201, 201, 201, 201, 201, 201, 201, 201),
-    ("DELETE", "/api/v1/sessions/current"):       (401, 204, 204, 204, 204, 204, 204, 204),
-    ("GET",    "/api/v1/me"):                     (401, 200, 200, 200, 200, 200, 200, 200),
-    ("GET",    "/api/v1/doors"):                  (401, 200, 200, 200, 200, 404, 404, 200),
-    ("POST",   "/api/v1/doors/{id}/unlock"):      (401, 202, 404, 202, 202, 404, 404, 404),
-    ("GET",    "/api/v1/commands/{id}"):          (401, 200, 404, 200, 200, 404, 404, 404),
-    ("GET",    "/api/v1/gateways"):               (401, 404, 404, 200, 200, 404, 404, 200),
-    ("GET",    "/api/v1/alarms"):                 (401, 404, 404, 200, 200, 404, 404, 200),
-    ("GET",    "/api/v1/audit"):                  (401, 404, 404, 404, 200, 200, 404, 200),
-    ("GET",    "/api/v1/audit/verify"):           (401, 404, 404, 404, 404, 200, 404, 404),
-    ("GET",    "/api/v1/residents/{id}"):         (401, 404, 404, 404, 200, 404, 404, 404),
-    ("POST",   "/api/v1/residents/{id}/unmask"):  (401, 404, 404, 404, 200, 404, 404, 404),
-    ("GET",    "/api/v1/meters"):                 (401, 200, 200, 200, 200, 404, 404, 200),
-    ("GET",    "/api/v1/meters/{id}/readings"):   (401, 200, 404, 200, 200, 404, 404, 404),
-    ("POST",   "/api/v1/meters/{id}/read"):       (401, 202, 404, 202, 202, 404, 404, 404),
-    ("GET",    "/api/v1/devices"):                (401, 404, 404, 200, 200, 404, 404, 200),
-    ("GET",    "/api/v1/openapi.json"):           (200, 200, 200, 200, 200, 200, 200, 200),
+    #                                               anon  li  zhang eng admin aud  cour ocour other
+    ("POST",   "/api/v1/sessions"):                 (201, 201, 201, 201, 201, 201, 201, 201, 201),
+    ("DELETE", "/api/v1/sessions/current"):         (401, 204, 204, 204, 204, 204, 204, 204, 204),
+    ("GET",    "/api/v1/me"):                       (401, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET",    "/api/v1/doors"):                    (401, 200, 200, 200, 200, 404, 404, 404, 200),
+    ("POST",   "/api/v1/doors/{id}/unlock"):        (401, 202, 404, 202, 202, 404, 404, 404, 404),
+    ("GET",    "/api/v1/commands/{id}"):            (401, 200, 404, 200, 200, 404, 404, 404, 404),
+    ("GET",    "/api/v1/gateways"):                 (401, 404, 404, 200, 200, 404, 404, 404, 200),
+    ("GET",    "/api/v1/alarms"):                   (401, 404, 404, 200, 200, 404, 404, 404, 200),
+    ("GET",    "/api/v1/audit"):                    (401, 404, 404, 404, 200, 200, 404, 404, 200),
+    ("GET",    "/api/v1/audit/verify"):             (401, 404, 404, 404, 404, 200, 404, 404, 404),
+    ("GET",    "/api/v1/residents/{id}"):           (401, 404, 404, 404, 200, 404, 404, 404, 404),
+    ("POST",   "/api/v1/residents/{id}/unmask"):    (401, 404, 404, 404, 200, 404, 404, 404, 404),
+    ("GET",    "/api/v1/meters"):                   (401, 200, 200, 200, 200, 404, 404, 404, 200),
+    ("GET",    "/api/v1/meters/{id}/readings"):     (401, 200, 404, 200, 200, 404, 404, 404, 404),
+    ("POST",   "/api/v1/meters/{id}/read"):         (401, 202, 404, 202, 202, 404, 404, 404, 404),
+    ("GET",    "/api/v1/devices"):                  (401, 404, 404, 200, 200, 404, 404, 404, 200),
+    ("GET",    "/api/v1/locker-banks"):             (401, 404, 404, 200, 200, 404, 200, 200, 200),
+    ("POST",   "/api/v1/recipients/lookup"):        (401, 404, 404, 404, 404, 404, 200, 200, 404),
+    ("POST",   "/api/v1/parcels"):                  (401, 404, 404, 404, 404, 404, 202, 202, 404),
+    ("GET",    "/api/v1/parcels"):                  (401, 200, 200, 200, 200, 404, 200, 200, 200),
+    ("GET",    "/api/v1/parcels/{id}"):             (401, 200, 404, 200, 200, 404, 200, 404, 404),
+    ("POST",   "/api/v1/parcels/{id}/reopen"):      (401, 404, 404, 404, 404, 404, 202, 404, 404),
+    ("POST",   "/api/v1/parcels/{id}/cancel"):      (401, 404, 404, 404, 404, 404, 202, 404, 404),
+    ("POST",   "/api/v1/parcels/{id}/retrieve"):    (401, 404, 404, 404, 404, 404, 202, 404, 404),
+    ("POST",   "/api/v1/parcels/{id}/pickup"):      (401, 202, 404, 404, 404, 404, 404, 404, 404),
+    ("GET",    "/api/v1/parcels/{id}/code"):        (401, 200, 404, 404, 404, 404, 404, 404, 404),
+    ("GET",    "/api/v1/parcels/{id}/qr.png"):      (401, 200, 404, 404, 404, 404, 404, 404, 404),
+    ("GET",    "/api/v1/courier/pass"):             (401, 404, 404, 404, 404, 404, 200, 200, 404),
+    ("GET",    "/api/v1/notifications"):            (401, 200, 200, 404, 404, 404, 404, 404, 404),
+    ("GET",    "/api/v1/openapi.json"):             (200, 200, 200, 200, 200, 200, 200, 200, 200),
 }
 # fmt: on
 
@@ -57,6 +86,10 @@ class Ctx:
     resident: int
     meter: int
     credentials: dict[str, tuple[str, str]]
+    bank: int = 0
+    gateway: str = ""
+    parcel: str = ""  # waiting for li, deposited by courier
+    empty_parcel: str = ""  # an unfinished deposit for li by courier, found empty
 
 
 Request = Callable[[Ctx, str], tuple[str, Any]]
@@ -93,6 +126,43 @@ REQUESTS: dict[tuple[str, str], Request] = {
     ),
     ("POST", "/api/v1/meters/{id}/read"): lambda c, who: (f"/api/v1/meters/{c.meter}/read", None),
     ("GET", "/api/v1/devices"): lambda c, who: ("/api/v1/devices", None),
+    ("GET", "/api/v1/locker-banks"): lambda c, who: ("/api/v1/locker-banks", None),
+    ("POST", "/api/v1/recipients/lookup"): lambda c, who: (
+        "/api/v1/recipients/lookup",
+        {"bank": c.bank, "unit": "1-101"},
+    ),
+    ("POST", "/api/v1/parcels"): lambda c, who: (
+        "/api/v1/parcels",
+        {"bank": c.bank, "size": "M", "unit": "1-101"},
+    ),
+    ("GET", "/api/v1/parcels"): lambda c, who: ("/api/v1/parcels", None),
+    ("GET", "/api/v1/parcels/{id}"): lambda c, who: (f"/api/v1/parcels/{c.parcel}", None),
+    ("POST", "/api/v1/parcels/{id}/reopen"): lambda c, who: (
+        f"/api/v1/parcels/{c.empty_parcel}/reopen",
+        None,
+    ),
+    ("POST", "/api/v1/parcels/{id}/cancel"): lambda c, who: (
+        f"/api/v1/parcels/{c.empty_parcel}/cancel",
+        None,
+    ),
+    ("POST", "/api/v1/parcels/{id}/retrieve"): lambda c, who: (
+        f"/api/v1/parcels/{c.parcel}/retrieve",
+        None,
+    ),
+    ("POST", "/api/v1/parcels/{id}/pickup"): lambda c, who: (
+        f"/api/v1/parcels/{c.parcel}/pickup",
+        None,
+    ),
+    ("GET", "/api/v1/parcels/{id}/code"): lambda c, who: (f"/api/v1/parcels/{c.parcel}/code", None),
+    ("GET", "/api/v1/parcels/{id}/qr.png"): lambda c, who: (
+        f"/api/v1/parcels/{c.parcel}/qr.png",
+        None,
+    ),
+    ("GET", "/api/v1/courier/pass"): lambda c, who: (
+        f"/api/v1/courier/pass?gateway={c.gateway}",
+        None,
+    ),
+    ("GET", "/api/v1/notifications"): lambda c, who: ("/api/v1/notifications", None),
     ("GET", "/api/v1/openapi.json"): lambda c, who: ("/api/v1/openapi.json", None),
 }
 
@@ -104,6 +174,14 @@ MISSING: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/residents/{id}/unmask"): "/api/v1/residents/999999/unmask",
     ("GET", "/api/v1/meters/{id}/readings"): "/api/v1/meters/999999/readings",
     ("POST", "/api/v1/meters/{id}/read"): "/api/v1/meters/999999/read",
+    ("GET", "/api/v1/parcels/{id}"): "/api/v1/parcels/" + "0" * 32,
+    ("POST", "/api/v1/parcels/{id}/reopen"): f"/api/v1/parcels/{'0' * 32}/reopen",
+    ("POST", "/api/v1/parcels/{id}/cancel"): f"/api/v1/parcels/{'0' * 32}/cancel",
+    ("POST", "/api/v1/parcels/{id}/retrieve"): f"/api/v1/parcels/{'0' * 32}/retrieve",
+    ("POST", "/api/v1/parcels/{id}/pickup"): f"/api/v1/parcels/{'0' * 32}/pickup",
+    ("GET", "/api/v1/parcels/{id}/code"): f"/api/v1/parcels/{'0' * 32}/code",
+    ("GET", "/api/v1/parcels/{id}/qr.png"): f"/api/v1/parcels/{'0' * 32}/qr.png",
+    ("GET", "/api/v1/courier/pass"): "/api/v1/courier/pass?gateway=no-such-gateway",
 }
 
 
@@ -120,7 +198,7 @@ def served_routes(client: TestClient) -> set[tuple[str, str]]:
 async def _context(client: TestClient, seeded: Any, other: Any) -> Ctx:
     credentials = {
         who: (seeded.logins[who].login, seeded.logins[who].password)
-        for who in ("li", "zhang", "engineer", "admin", "auditor", "courier")
+        for who in ("li", "zhang", "engineer", "admin", "auditor", "courier", "other_courier")
     }
     credentials["anonymous"] = credentials["li"]
     credentials["other_admin"] = (other.logins["admin"].login, other.logins["admin"].password)
@@ -131,7 +209,44 @@ async def _context(client: TestClient, seeded: Any, other: Any) -> Ctx:
     )
     assert resp.status == 202
     command = (await resp.json())["command_id"]
-    return Ctx(seeded.door_b1_id, command, seeded.li_id, seeded.meter_li_id, credentials)
+    empty = await _empty_deposit(client, seeded)
+    return Ctx(
+        seeded.door_b1_id,
+        command,
+        seeded.li_id,
+        seeded.meter_li_id,
+        credentials,
+        bank=seeded.bank_id,
+        gateway=seeded.gateway_id,
+        parcel=seeded.parcel_id,
+        empty_parcel=empty,
+    )
+
+
+async def _empty_deposit(client: TestClient, seeded: Any) -> str:
+    """A deposit by ``courier`` for 1-101 that the gateway found empty (waiting for the courier)."""
+    now = time.time_ns() // 1_000_000
+    parcel_id = uuid.uuid4().hex
+    parcel = Parcel(
+        id=parcel_id,
+        site_id=seeded.site_id,
+        gateway_id=seeded.gateway_id,
+        bank_id=seeded.bank_id,
+        compartment=5,
+        size="S",
+        unit_id=seeded.unit1_id,
+        unit_label=seeded.unit1_label,
+        courier_account_id=seeded.logins["courier"].account_id,
+        company=seeded.courier_company,
+        state="empty",
+        via="command",
+        created_at=now,
+        updated_at=now,
+    )
+    async with client.app[DB].session() as s:
+        s.add(parcel)
+        await s.commit()
+    return parcel_id
 
 
 async def _token(client: TestClient, ctx: Ctx, who: str) -> str:

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.service.keys import AUDIT_KEY_FILE, BLIND_INDEX_FILE, SIGNING_KEY_FILE, CloudKeys
+from cloud_sync.protocol.pickup_code import derive_site_code_key
+from cloud_sync.service.keys import (
+    AUDIT_KEY_FILE,
+    BLIND_INDEX_FILE,
+    PARCEL_CODE_KEY_FILE,
+    SIGNING_KEY_FILE,
+    CloudKeys,
+)
 from trust import DataKey, KeyFileError, Place, SigningKey, open_sealed, seal
 
 
@@ -20,7 +27,14 @@ def test_first_start_creates_private_key_files(tmp_path: Path) -> None:
     names = sorted(p.name for p in directory.iterdir())
     (kek,) = [n for n in names if n.startswith("kek-")]
     assert names == sorted(
-        [kek, BLIND_INDEX_FILE, SIGNING_KEY_FILE, SIGNING_KEY_FILE + ".pub", AUDIT_KEY_FILE]
+        [
+            kek,
+            BLIND_INDEX_FILE,
+            SIGNING_KEY_FILE,
+            SIGNING_KEY_FILE + ".pub",
+            AUDIT_KEY_FILE,
+            PARCEL_CODE_KEY_FILE,
+        ]
     )
     for name in names:
         assert _mode(directory / name) == 0o600, name
@@ -40,9 +54,12 @@ def test_second_start_loads_the_same_keys(tmp_path: Path) -> None:
     assert open_sealed(second.audit_key, sealed, place) == "detail"
     signature = first.signing.sign("test", b"m")
     second.signing.verify_key.verify("test", b"m", signature)
+    assert second.gateway_code_key("gw-1") == first.gateway_code_key("gw-1")
 
 
-@pytest.mark.parametrize("which", ["kek", BLIND_INDEX_FILE, SIGNING_KEY_FILE, AUDIT_KEY_FILE])
+@pytest.mark.parametrize(
+    "which", ["kek", BLIND_INDEX_FILE, SIGNING_KEY_FILE, AUDIT_KEY_FILE, PARCEL_CODE_KEY_FILE]
+)
 def test_a_key_file_others_may_read_is_refused(tmp_path: Path, which: str) -> None:
     directory = tmp_path / "keys"
     CloudKeys.load_or_create(directory)
@@ -79,3 +96,40 @@ def test_a_short_blind_index_key_is_refused(tmp_path: Path) -> None:
     (directory / BLIND_INDEX_FILE).write_bytes(b"short")
     with pytest.raises(KeyFileError, match="32 bytes"):
         CloudKeys.load_or_create(directory)
+
+
+def test_a_short_parcel_code_key_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    CloudKeys.load_or_create(directory)
+    (directory / PARCEL_CODE_KEY_FILE).write_bytes(b"\x00" * 31)
+    with pytest.raises(KeyFileError, match="32 bytes"):
+        CloudKeys.load_or_create(directory)
+
+
+def test_gateway_code_keys_derive_from_the_master_key_per_gateway(tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    keys = CloudKeys.load_or_create(directory)
+    master = (directory / PARCEL_CODE_KEY_FILE).read_bytes()
+    assert len(master) == 32
+    one, two = keys.gateway_code_key("gw-1"), keys.gateway_code_key("gw-2")
+    assert one == derive_site_code_key(master, "gw-1")
+    assert len(one) == len(two) == 32
+    assert one != two
+    assert master.hex() not in repr(keys)
+    with pytest.raises(ValueError, match="gateway id"):
+        keys.gateway_code_key("gw/1")
+
+
+def test_an_older_key_directory_gains_the_parcel_code_key_only(tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    CloudKeys.load_or_create(directory)
+    (directory / PARCEL_CODE_KEY_FILE).unlink()
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    keys = CloudKeys.load_or_create(directory)
+    after = {p.name: p.read_bytes() for p in directory.iterdir()}
+    assert set(after) == {*before, PARCEL_CODE_KEY_FILE}
+    assert {name: after[name] for name in before} == before
+    assert _mode(directory / PARCEL_CODE_KEY_FILE) == 0o600
+    assert keys.gateway_code_key("gw-1") == derive_site_code_key(
+        after[PARCEL_CODE_KEY_FILE], "gw-1"
+    )

@@ -102,3 +102,46 @@ async def test_meter_and_device_routes_are_documented(api: TestClient) -> None:
         ("CommandOut", "meter"),
     ):
         assert schemas[model]["properties"][field].get("description"), (model, field)
+
+
+async def test_parcel_routes_are_documented(api: TestClient) -> None:
+    doc = await _document(api)
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    actions = {
+        ("get", "/api/v1/locker-banks"): "bank.list",
+        ("post", "/api/v1/recipients/lookup"): "recipient.lookup",
+        ("post", "/api/v1/parcels"): "parcel.deposit",
+        ("get", "/api/v1/parcels"): "parcel.list",
+        ("get", "/api/v1/parcels/{id}"): "parcel.read",
+        ("post", "/api/v1/parcels/{id}/reopen"): "parcel.courier_act",
+        ("post", "/api/v1/parcels/{id}/cancel"): "parcel.courier_act",
+        ("post", "/api/v1/parcels/{id}/retrieve"): "parcel.courier_act",
+        ("post", "/api/v1/parcels/{id}/pickup"): "parcel.pickup",
+        ("get", "/api/v1/parcels/{id}/code"): "parcel.code",
+        ("get", "/api/v1/parcels/{id}/qr.png"): "parcel.code",
+        ("get", "/api/v1/courier/pass"): "courier.pass",
+        ("get", "/api/v1/notifications"): "notification.list",
+    }
+    for (method, path), action in actions.items():
+        assert paths[path][method]["x-policy-action"] == action, path
+    deposit = paths["/api/v1/parcels"]["post"]
+    assert deposit["requestBody"]["required"] is True
+    assert any(p["name"] == "Idempotency-Key" for p in deposit["parameters"])
+    assert {"202", "409", "422"} <= set(deposit["responses"])
+    body = schemas["DepositBody"]
+    assert set(body["properties"]) == {"bank", "unit", "phone", "size", "tracking"}
+    assert body["additionalProperties"] is False
+    parcel_id = paths["/api/v1/parcels/{id}"]["get"]["parameters"][0]
+    assert parcel_id["schema"] == {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+    for suffix in ("pickup", "code", "qr.png"):
+        ops = paths[f"/api/v1/parcels/{{id}}/{suffix}"]
+        assert {"409", "429"} <= set(next(iter(ops.values()))["responses"]), suffix
+    pass_params = {p["name"] for p in paths["/api/v1/courier/pass"]["get"]["parameters"]}
+    assert pass_params == {"gateway", "format"}
+    # no parcel view or recipient carries a code, a name or a phone number
+    for model in ("ParcelOut", "RecipientOut", "BankOut", "DepositOut", "PickupOut"):
+        assert set(schemas[model]["properties"]).isdisjoint({"code", "phone", "code_n"}), model
+    for model in ("ParcelOut", "RecipientOut"):
+        assert "name" not in schemas[model]["properties"]
+    assert set(schemas["RecipientOut"]["properties"]) == {"unit", "phone_masked"}
+    assert set(schemas["CodeOut"]["properties"]) == {"code", "qr_token", "expires_at"}

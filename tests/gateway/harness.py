@@ -3,40 +3,56 @@
 Reusable by end-to-end tests (``from tests.gateway.harness import FakeCloud, CommandSigner``).
 The fake cloud is written against the wire contract only (topics, ``EventBatch``, ``Ack``, signed
 commands), never against gateway internals, so what it sees is what a real cloud would see.
+
+For parcel lockers: :func:`lock_board_line` (one simulated 16-lock board on a paced line),
+:func:`locker_overrides` (bank ``A`` on it, see :data:`LOCKER_SIZES`), :func:`qr_png` (a token as
+a QR image, made with segno, not the production encoder) and :func:`token_text`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import segno
 
 from cloud_sync.protocol import (
     Ack,
     CommandBody,
+    CourierPass,
     Event,
     EventBatch,
     GatewayTopics,
     Message,
     MqttLink,
+    PickupToken,
     coalesce_ranges,
     sign_command,
+    sign_token,
 )
 from courtyard.embedded_broker import free_port
+from devices import lockboard
+from devices.lockboard import LockBoard
+from devices.serialbus import BusServer
 from gateway import BrokerSettings, DoorSettings, GatewaySettings, SiteBrokerSettings
+from gateway.settings import LockBoardSettings, LockerBankSettings, ParcelRules
 from tests.conftest import BrokerInfo
-from trust import SigningKey
+from tests.gateway.bus_sim import FAST_BAUD, bus_settings
+from tests.gateway.locker_site import Cabinet
+from trust import SigningKey, write_secret
 
 TIMEOUT = 10.0
 """How long a test waits for anything it expects over the broker."""
@@ -317,3 +333,103 @@ def make_settings(
         doors=doors or [],
         **overrides,
     )
+
+
+# -- parcel lockers ------------------------------------------------------------------------------
+
+LOCKER_BOARD = "bank-a-0"
+"""The one lock board of bank ``A`` (address 0, 16 locks; lock n is compartment n)."""
+LOCKER_SIZES: dict[int, str] = {
+    **dict.fromkeys(range(1, 5), "mini"),
+    **dict.fromkeys(range(5, 11), "S"),
+    **dict.fromkeys(range(11, 15), "M"),
+    15: "L",
+    16: "L",
+}
+"""Bank ``A``: compartments 1-4 mini, 5-10 S, 11-14 M, 15-16 L."""
+DAY_MS = 86_400_000
+
+
+@contextlib.contextmanager
+def lock_board_line() -> Iterator[tuple[BusServer, Cabinet]]:
+    """One simulated 16-lock board (address 0) on a paced line; the cabinet to act on it."""
+    cabinet = Cabinet(LockBoard(0))
+    server = BusServer(
+        lockboard.RequestFramer(),
+        [cabinet],
+        baud=FAST_BAUD,
+        char_bits=10,
+        pace=True,
+        turnaround_ms=1.0,
+        seed=7,
+    )
+    server.start()
+    try:
+        yield server, cabinet
+    finally:
+        server.stop()
+
+
+def code_key_file(directory: Path) -> tuple[Path, bytes]:
+    """A fresh 32-byte site code key written (0600) under ``directory``: (file, key)."""
+    key = os.urandom(32)
+    path = directory / "parcel-code.key"
+    write_secret(path, key)
+    return path, key
+
+
+def locker_overrides(
+    bus_url: str, key_file: Path, *, terminal: str | None = None, **rules: Any
+) -> dict[str, Any]:
+    """Settings overrides (for :func:`make_settings`) of bank ``A`` on :data:`LOCKER_BOARD` at
+    ``bus_url``, the watch reading the board every 50 ms."""
+    compartments = [
+        {"no": no, "board": LOCKER_BOARD, "lock": no, "size": size}
+        for no, size in LOCKER_SIZES.items()
+    ]
+    return {
+        "buses": [bus_settings(bus_url, name="lockers-a", timeout_ms=150, retries=1)],
+        "lockboards": [LockBoardSettings(id=LOCKER_BOARD, bus="lockers-a", board=0)],
+        "lockers": (
+            LockerBankSettings.model_validate(
+                {
+                    "id": "A",
+                    "name": "Building 1 lobby",
+                    "terminal": terminal,
+                    "compartments": compartments,
+                }
+            ),
+        ),
+        "parcels": ParcelRules.model_validate(
+            {"code_key_file": key_file, "watch_interval_s": 0.05, **rules}
+        ),
+    }
+
+
+def qr_png(text: str, scale: int = 6) -> bytes:
+    """``text`` as a QR code PNG (segno, error correction M, 4-module quiet zone)."""
+    buffer = io.BytesIO()
+    qr = segno.make_qr(text, error="m", mode="byte", boost_error=False)
+    qr.save(buffer, kind="png", scale=scale, border=4)
+    return buffer.getvalue()
+
+
+def token_text(
+    key: SigningKey,
+    gateway: str,
+    *,
+    parcel: str | None = None,
+    bank: str = "A",
+    courier: int | None = None,
+    company: str = "SF Express",
+    lifetime_ms: int = DAY_MS,
+) -> str:
+    """A signed pickup token (``parcel``) or courier pass (``courier``), issued now."""
+    iat = now_ms()
+    body: PickupToken | CourierPass
+    if parcel is not None:
+        body = PickupToken(parcel, gateway, bank, iat, iat + lifetime_ms, key.kid)
+    else:
+        assert courier is not None
+        body = CourierPass(courier, company, gateway, iat, iat + lifetime_ms, key.kid)
+    return sign_token(key, body)

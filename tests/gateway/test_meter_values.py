@@ -1,4 +1,4 @@
-"""What a meter value looks like on the sync wire: exact decimals the cloud can store, or nothing."""
+"""A meter value on the sync wire: exact decimals the cloud can store, or nothing."""
 
 from __future__ import annotations
 

@@ -80,9 +80,18 @@ def test_meter_read_is_a_known_action() -> None:
 
 
 def test_every_action_names_its_target_kind_and_terminal_outcomes() -> None:
-    assert frozenset(ACTION_SPECS) == ACTIONS == {"door.unlock", "meter.read"}
+    parcel_actions = {
+        "parcel.deposit",
+        "parcel.reopen",
+        "parcel.pickup",
+        "parcel.retrieve",
+        "parcel.cancel",
+    }
+    assert frozenset(ACTION_SPECS) == ACTIONS == {"door.unlock", "meter.read"} | parcel_actions
     assert ACTION_SPECS["door.unlock"].target == "door"
     assert ACTION_SPECS["meter.read"].target == "meter"
+    assert {ACTION_SPECS[a].target for a in parcel_actions} == {"locker_bank"}
+    assert ACTION_SPECS["parcel.cancel"].outcomes == {CommandStatus.COMPLETED}
     assert ACTION_SPECS["meter.read"].outcomes == {CommandStatus.COMPLETED}
     for spec in ACTION_SPECS.values():
         assert spec.outcomes <= TERMINAL
@@ -90,7 +99,7 @@ def test_every_action_names_its_target_kind_and_terminal_outcomes() -> None:
     with pytest.raises(ValueError, match="terminal"):
         ActionSpec("door.hold_open", "door", frozenset({CommandStatus.ACKNOWLEDGED}))
     with pytest.raises(TypeError):
-        ACTION_SPECS["parcel.deposit"] = ACTION_SPECS["door.unlock"]  # type: ignore[index]
+        ACTION_SPECS["door.hold_open"] = ACTION_SPECS["door.unlock"]  # type: ignore[index]
 
 
 def test_args_are_bounded() -> None:
