@@ -13,7 +13,14 @@ With ``rs485=True`` the gateway also gets three simulated RS-485 lines behind ``
   compartments 1…16 of the plan's locker bank ``A`` (lock n is compartment n), with the bank's
   terminal ``term-a`` played by a :class:`~devices.terminal.TerminalSimulator` on the site broker.
   The gateway's site code key is written to ``gateway/keys/parcel-code.key`` (0600) from the
-  cloud's key (:meth:`CloudKeys.gateway_code_key`), as provisioning would.
+  cloud's key (:meth:`CloudKeys.gateway_code_key`), as provisioning would. The board is served
+  behind a :class:`Cabinet` (:attr:`Community.cabinet`), so a scenario can play the person at the
+  lockers (put a parcel in, shut a door, count pulses) while the bus thread serves the gateway.
+
+With ``cuttable_cloud=True`` the gateway reaches the cloud broker through a loopback TCP relay
+that :meth:`Community.cut_cloud` severs and :meth:`Community.restore_cloud` reconnects: the site's
+internet link going down, while the gateway, the site broker, the devices and the cloud keep
+running.
 
 The plan's meters (:attr:`~courtyard.seed.CommunityPlan.meters`, the same ids) are registered
 with the cloud, each mapped to its unit, **only with** ``rs485=True``: without the lines no
@@ -26,10 +33,13 @@ banks are seeded on the same condition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +78,7 @@ from courtyard.simulate import (
 from courtyard.web_mount import mount_pages
 from devices.dlt645 import Dlt645Meter
 from devices.door import Behaviour, DoorSimulator
+from devices.lockboard import LockBoard
 from devices.modbus import ModbusMeter
 from devices.serialbus import BusServer
 from devices.terminal import TerminalSimulator
@@ -84,10 +95,114 @@ from gateway.settings import (
 )
 from trust import write_secret
 
-__all__ = ["LOCKER_BOARD", "Community"]
+__all__ = ["LOCKER_BOARD", "Cabinet", "Community"]
 
 LOCKER_BOARD = "bank-a-0"
 """The lock board on line ``lockers-a``; its locks are the plan's locker bank's compartments."""
+
+
+class Cabinet:
+    """A simulated lock board behind a lock, so the bus thread and a scenario take turns.
+
+    The bus calls :meth:`respond` (it is the line's device); the person at the lockers and the
+    faults act on the board inside :meth:`hands`.
+    """
+
+    checksum_offset = -1
+    """Where SUM sits in a reply (the bus simulator's BAD_CHECKSUM fault looks for it)."""
+
+    def __init__(self, board: LockBoard) -> None:
+        self.board = board
+        self.address = board.address
+        self._lock = threading.Lock()
+
+    def respond(self, request: bytes, now: float) -> bytes | None:
+        """The bus thread's entry (see :class:`devices.serialbus.BusDevice`)."""
+        with self._lock:
+            return self.board.respond(request, now)
+
+    @contextlib.contextmanager
+    def hands(self) -> Iterator[LockBoard]:
+        """The board, held still while the caller acts on it."""
+        with self._lock:
+            yield self.board
+
+
+class _LinkRelay:
+    """A loopback TCP relay to the broker that can be cut: the gateway's internet link.
+
+    While cut, every relayed connection is aborted (no DISCONNECT reaches the broker, so it
+    publishes the gateway's last will) and new ones are closed as soon as they are accepted.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._cut = False
+        self._pipes: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        if self._cut:  # cut while connecting
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
+        self._pipes.update((writer, up_writer))
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(src, dst, writer, up_writer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        *ends: asyncio.StreamWriter,
+    ) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except OSError:
+            pass
+        finally:
+            # One side ended: end both, as a dropped link would.
+            for end in ends:
+                self._pipes.discard(end)
+                end.transport.abort()
+
+    def cut(self) -> None:
+        """Abort every relayed connection and refuse new ones until :meth:`restore`."""
+        self._cut = True
+        for end in list(self._pipes):
+            end.transport.abort()
+        self._pipes.clear()
+
+    def restore(self) -> None:
+        """Relay new connections again."""
+        self._cut = False
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class Community:
@@ -113,6 +228,7 @@ class Community:
         behaviour: Behaviour = Behaviour.WALK_THROUGH,
         rs485: bool = False,
         meter_interval_s: float = 30.0,
+        cuttable_cloud: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.plan = plan or default_plan()
@@ -136,6 +252,10 @@ class Community:
         self.buses: dict[str, BusServer] = {}
         self._meter_devices: list[Dlt645Meter] = []
         self._water_devices: list[ModbusMeter] = []
+        self.cabinet: Cabinet | None = None
+        """The lock board of line ``lockers-a`` (with ``rs485=True``, once started)."""
+        # The gateway's cloud link through a relay that can be cut (module doc), when asked.
+        self._relay = _LinkRelay(broker_host, broker_port) if cuttable_cloud else None
         self.accounts: list[CommunityAccount] = []
         self.simulators: dict[str, DoorSimulator] = {}
         self.terminals: dict[str, TerminalSimulator] = {}
@@ -249,8 +369,9 @@ class Community:
         self.buses["water-1"] = BusServer(
             make_modbus_framer(), self._water_devices, baud=9600, char_bits=10
         )
+        self.cabinet = Cabinet(lockboard_devices(1)[0])
         self.buses["lockers-a"] = BusServer(
-            make_lockboard_framer(), lockboard_devices(1), baud=19200, char_bits=10
+            make_lockboard_framer(), [self.cabinet], baud=19200, char_bits=10
         )
         for server in self.buses.values():
             server.start()
@@ -261,7 +382,11 @@ class Community:
         return GatewaySettings(
             id=self.gateway_id,
             data_dir=self.data_dir / "gateway",
-            cloud=GatewayBroker(host=host, port=port, protocol=protocol),
+            cloud=GatewayBroker(
+                host=host,
+                port=port if self._relay is None else self._relay.port,
+                protocol=protocol,
+            ),
             site=SiteBrokerSettings(
                 host=host, port=port, protocol=protocol, prefix=self.site_prefix
             ),
@@ -306,6 +431,8 @@ class Community:
         if self.rs485:
             self._start_buses()
             self._start_lockers(keys)
+        if self._relay is not None:
+            await self._relay.start()
         self.gateway = Gateway(self.gateway_settings())
         await self.gateway.start()
 
@@ -331,10 +458,26 @@ class Community:
         await self.gateway.start()
         return self.gateway
 
+    def cut_cloud(self) -> None:
+        """The site's internet link goes down: the gateway's connection to the cloud broker is
+        aborted and cannot be made again until :meth:`restore_cloud`. The gateway, the site
+        broker, the devices and the cloud keep running (needs ``cuttable_cloud=True``)."""
+        if self._relay is None:
+            raise RuntimeError("a community made without cuttable_cloud=True cannot be cut")
+        self._relay.cut()
+
+    def restore_cloud(self) -> None:
+        """The site's internet link is back: the gateway may reconnect (with its back-off)."""
+        if self._relay is None:
+            raise RuntimeError("a community made without cuttable_cloud=True cannot be cut")
+        self._relay.restore()
+
     async def stop(self) -> None:
         """Stop everything that :meth:`start` started, in reverse order."""
         if self.gateway is not None:
             await self.gateway.stop()
+        if self._relay is not None:
+            await self._relay.stop()
         for sim in self.simulators.values():
             sim.stop()
         for terminal in self.terminals.values():

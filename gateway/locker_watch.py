@@ -56,6 +56,7 @@ from gateway.locker_banks import (
     CompartmentKey,
     CompartmentState,
     LockerBanks,
+    Parcel,
     ParcelState,
 )
 from gateway.lockers import Lockers
@@ -133,10 +134,10 @@ class LockerWatch:
         """Act on one compartment's reading; whether its stored state changed."""
         closed = status.hook_closed(c.lock)
         sensed = status.occupied(c.lock)
-        self._track_door(c, closed)
+        parcel = self._banks.parcel(c.parcel) if c.parcel is not None else None
+        self._track_door(c, closed, parcel)
         if c.state is CompartmentState.OUT_OF_SERVICE:
             return False
-        parcel = self._banks.parcel(c.parcel) if c.parcel is not None else None
         if c.state is CompartmentState.FREE:
             if not closed:
                 return self._fault(c, Alarm.FORCED, "forced")
@@ -196,7 +197,7 @@ class LockerWatch:
             self._banks.take_out_of_service(tx, current, alarm, reason)
         return True
 
-    def _track_door(self, c: Compartment, closed: bool) -> None:
+    def _track_door(self, c: Compartment, closed: bool, parcel: Parcel | None) -> None:
         """The left-open alarm: raised once per opening, cleared when the door closes."""
         key = c.key
         if closed:
@@ -211,6 +212,12 @@ class LockerWatch:
             return
         if c.state in (CompartmentState.FREE, CompartmentState.OUT_OF_SERVICE):
             return  # not a legitimate open: forced, or an engineer's business
+        if (
+            parcel is not None
+            and parcel.compartment == c.no
+            and parcel.state in (ParcelState.OCCUPIED, ParcelState.EMPTY)
+        ):
+            return  # forced (no open was commanded): the last real open may be long ago
         now = self._banks.clock()
         since = self._open_since.setdefault(key, self._banks.opened_at(key) or now)
         if key not in self._left_open and now - since >= self._rules.left_open_s * 1000:

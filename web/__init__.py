@@ -9,4 +9,7 @@ __all__ = ["PAGES", "STATIC_DIR"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: URL path → file under STATIC_DIR for the pages of the product.
-PAGES = {"/": "index.html"}
+PAGES = {
+    "/": "index.html",  # residents: doors, parcels, notifications
+    "/courier": "courier.html",  # couriers: deposits and their parcels
+}

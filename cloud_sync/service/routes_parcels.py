@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import Table, and_, bindparam, func, or_, select
+from sqlalchemy import Table, and_, bindparam, or_, select
 
 from cloud_sync.protocol.tokens import (
     COURIER_MAX_LIFETIME_MS,
@@ -117,6 +117,8 @@ _COMPARTMENTS: Table = Compartment.__table__  # type: ignore[attr-defined]
 _GATEWAYS: Table = GatewayRow.__table__  # type: ignore[attr-defined]
 
 _P, _B = _PARCELS.c, _BANKS.c
+#: Parcel states in which the parcel holds its compartment (deposited, or put in empty so far).
+_HOLDING_STATES = ("empty", "waiting")
 # A parcel row with its bank's local id and name: every parcel view and command needs them.
 _PARCEL_COLUMNS = (*_PARCELS.c, _B.local_id.label("bank_local"), _B.name.label("bank_name"))
 _PARCEL_FROM = _PARCELS.join(_BANKS, _B.id == _P.bank_id)
@@ -274,7 +276,8 @@ class CodeOut(BaseModel):
 
 
 class CompartmentOut(BaseModel):
-    """A compartment as its gateway last reported it."""
+    """A compartment: its service state as its gateway last reported it, ``occupied`` when the
+    cloud knows a parcel is in it."""
 
     no: int
     size: str
@@ -470,23 +473,34 @@ async def list_locker_banks(request: web.Request) -> web.Response:
         }
         compartments: dict[int, list[CompartmentOut]] = {i: [] for i in detailed}
         if ids:
-            counts = await conn.execute(
-                select(c.bank_id, c.size, func.count())
-                .where(c.bank_id.in_(ids), c.state == "free")
-                .group_by(c.bank_id, c.size)
-            )
-            for bank_id, size, count in counts.all():
-                free[bank_id][size] = int(count)
-        if detailed:
+            # The gateway reports a compartment's service state (locker.state events); what it
+            # holds the cloud knows from its parcels: one holding a parcel that was put in (or a
+            # deposit the courier is still at) is occupied, whatever its service state.
+            held = {
+                (row.bank_id, row.compartment)
+                for row in await conn.execute(
+                    select(_P.bank_id, _P.compartment).where(
+                        _P.bank_id.in_(ids),
+                        _P.state.in_(_HOLDING_STATES),
+                        _P.compartment.is_not(None),
+                    )
+                )
+            }
             found = await conn.execute(
                 select(c.bank_id, c.no, c.size, c.state, c.reason)
-                .where(c.bank_id.in_(sorted(detailed)))
+                .where(c.bank_id.in_(ids))
                 .order_by(c.bank_id, c.no)
             )
             for row in found.all():
-                compartments[row.bank_id].append(
-                    CompartmentOut(no=row.no, size=row.size, state=row.state, reason=row.reason)
-                )
+                state = row.state
+                if state == "free" and (row.bank_id, row.no) in held:
+                    state = "occupied"
+                if state == "free" and row.size in free[row.bank_id]:
+                    free[row.bank_id][row.size] += 1
+                if row.bank_id in detailed:
+                    compartments[row.bank_id].append(
+                        CompartmentOut(no=row.no, size=row.size, state=state, reason=row.reason)
+                    )
     out = [
         BankOut(
             id=row.id,

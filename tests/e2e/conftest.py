@@ -134,9 +134,28 @@ class Api:
                     return dict(body)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "community(**options): keyword arguments for the e2e `community` fixture's Community,"
+        " e.g. rs485=True (meter lines, the lock board and bank A's terminal)",
+    )
+
+
 @pytest.fixture
-async def community(broker: Any, database_url: str, tmp_path: Path) -> AsyncIterator[Community]:
-    """A running community on the real broker and database, topics isolated per test."""
+async def community(
+    request: pytest.FixtureRequest, broker: Any, database_url: str, tmp_path: Path
+) -> AsyncIterator[Community]:
+    """A running community on the real broker and database, topics isolated per test.
+
+    ``@pytest.mark.community(rs485=True, ...)`` passes options to :class:`Community`; its
+    simulated devices (doors, and with ``rs485=True`` the locker terminal) are online when the
+    test starts.
+    """
+    marker = request.node.get_closest_marker("community")
+    options: dict[str, Any] = {"pulse_ms": 600, "walk_through_ms": 200}
+    if marker is not None:
+        options.update(marker.kwargs)
     c = Community(
         tmp_path / "community",
         broker_host=broker.host,
@@ -146,14 +165,15 @@ async def community(broker: Any, database_url: str, tmp_path: Path) -> AsyncIter
         fast_passwords=True,
         isolate_topics=True,
         gateway_id=f"gw-{uuid.uuid4().hex[:8]}",
-        pulse_ms=600,
-        walk_through_ms=200,
+        **options,
     )
     await c.start()
     assert c.gateway is not None
     await asyncio.wait_for(c.gateway.ready.wait(), 15)
     for sim in c.simulators.values():
         await asyncio.to_thread(sim.wait_for, lambda snap: snap.online, 10)
+    for terminal in c.terminals.values():
+        await asyncio.to_thread(terminal.wait_for, lambda snap: snap.online, 10)
     try:
         yield c
     finally:

@@ -103,6 +103,8 @@ async def test_a_parcel_left_in_after_pickup_is_a_mismatch(site: LockerSite) -> 
 async def test_a_forced_door_is_an_alarm(site: LockerSite) -> None:
     parcel = new_parcel()
     await site.deposited(parcel)
+    # Long after the courier's open: a forced door is not that open "left open".
+    site.clock.advance(600_000)
     with site.at(1) as (board, lock):
         board.force(lock)
     with site.at(7) as (board, lock):
@@ -122,10 +124,13 @@ async def test_a_forced_door_during_an_empty_deposit(site: LockerSite) -> None:
     await site.deposit(parcel)
     site.close(1)
     await site.poll()
+    site.clock.advance(200_000)
     with site.at(1) as (board, lock):
         board.force(lock)
     await site.poll()
     assert [a["compartment"] for a in alarms(site, "locker_forced")] == [1]
+    assert alarms(site, "locker_left_open") == []
+    site.clock.advance(100_000)
     # The waiting deposit still times out; the compartment stays out of service.
     site.clock.advance(300_000)
     await site.poll()
