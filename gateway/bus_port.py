@@ -17,12 +17,17 @@ Three rules of a half-duplex line live here:
   A timeout gives the decoder a last ``idle`` look, then ``reset``.
 
 pyserial's ``SerialException`` and ``OSError`` are turned into :class:`PortError` here; the port
-is then closed, and the owner reopens it.
+is then closed, and the owner reopens it. Closing never leaves a descriptor behind, on any path:
+pyserial's ``socket://`` (and ``rfc2217://``) ``close()`` skips closing its socket when the
+``shutdown()`` before it fails, which it does whenever the serial server reset the connection
+(a write after the server went away), and ``open()`` can fail after connecting; see
+:func:`_close_serial`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from typing import Final
 
@@ -38,6 +43,24 @@ POLL_S: Final = 0.002
 a deadline or the end of a quiet gap is noticed, and is set once at open (never reconfigured)."""
 
 _READ_MAX: Final = 4096
+
+
+def _close_serial(port: serial.SerialBase) -> None:
+    """Close ``port`` and whatever socket it holds, even where pyserial's ``close()`` does not.
+
+    pyserial 3.5's ``socket://`` and ``rfc2217://`` handlers run ``shutdown(); close()`` on their
+    socket under one bare ``except`` and then drop it: when ``shutdown()`` fails (``ENOTCONN``
+    after the server reset the connection) the socket is never closed, and is only reclaimed,
+    with a ``ResourceWarning``, whenever the garbage collector gets to it (in whatever test or
+    task is running then). The same happens to a port whose ``open()`` failed after connecting.
+    """
+    sock = getattr(port, "_socket", None)  # the handlers' private attribute; None for a UART
+    try:
+        with contextlib.suppress(serial.SerialException, OSError):
+            port.close()
+    finally:
+        if isinstance(sock, socket.socket):
+            sock.close()  # idempotent: harmless when pyserial did close it
 
 
 class Port:
@@ -79,18 +102,31 @@ class Port:
         if self._serial is not None:
             return
         try:
-            # All settings at open: a pty rejects any later termios change (FIELD-NOTES, Serial).
-            self._serial = serial.serial_for_url(self.url, timeout=POLL_S, **self._settings)
+            # All settings before open: a pty rejects any later termios change (FIELD-NOTES,
+            # Serial). Opened separately so that the instance is ours even when open() fails.
+            port = serial.serial_for_url(
+                self.url, do_not_open=True, timeout=POLL_S, **self._settings
+            )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PortError(self.bus, f"cannot open {self.url}: {exc}") from exc
+        # open() may fail after connecting (a server resetting the connection while the input is
+        # flushed): the half-open port still holds its socket, closed here on every path.
+        try:
+            port.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            _close_serial(port)
+            raise PortError(self.bus, f"cannot open {self.url}: {exc}") from exc
+        except BaseException:
+            _close_serial(port)
+            raise
+        self._serial = port
         self._busy_until = time.monotonic()
 
     def close(self) -> None:
         """Close the port (idempotent; errors while closing a broken port do not matter)."""
         port, self._serial = self._serial, None
         if port is not None:
-            with contextlib.suppress(serial.SerialException, OSError):
-                port.close()
+            _close_serial(port)
 
     def attempt(self, exchange: Exchange, gap_s: float) -> Attempt:
         """Carry out one attempt of ``exchange``: quiet line, write, hunt for the reply."""

@@ -33,11 +33,11 @@ the state it would change.
 
 The first successful read of each board after start-up is its **reconciliation**: the same rules,
 plus the resolution of what an earlier run left half done — a deposit whose door was being opened
-(``reserved``: door open → waiting for the courier; closed with something inside → deposited;
-closed and empty → ``deposit_empty``) and a pickup whose claim was committed but whose open was
-not recorded (``opening``: door open, or closed and empty → picked up with the fee fixed at the
-claim; closed with the parcel sensed → back to ``occupied``). If anything changed, one
-``locker_reconciled`` alarm per bank lists the compartments (``compartments: [no, …]``).
+(``reserved``: door open → waiting for the courier, ``parcel.opened``; closed with something
+inside → deposited; closed and empty → ``deposit_empty``) and a pickup whose claim was committed
+but whose open was not recorded (``opening``: door open, or closed and empty → picked up with the
+fee fixed at the claim; closed with the parcel sensed → back to ``occupied``). If anything changed,
+one ``locker_reconciled`` alarm per bank lists the compartments (``compartments: [no, …]``).
 """
 
 from __future__ import annotations
@@ -173,13 +173,7 @@ class LockerWatch:
             if state is not ParcelState.RESERVED:
                 return False  # open for the courier
             with self._banks.store.transaction() as tx:  # opened by an earlier run
-                self._banks.move_parcel(
-                    tx,
-                    parcel.id,
-                    frozenset({ParcelState.RESERVED}),
-                    ParcelState.AWAITING_CLOSE,
-                    opened_ms=self._banks.clock(),
-                )
+                self._parcels.door_found_open(tx, parcel, c)
             return True
         if not sensed and state is ParcelState.EMPTY:
             return False  # waiting for the courier's retry or cancel

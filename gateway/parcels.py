@@ -17,6 +17,10 @@ acts on a reading taken halfway. The rules the flows keep:
   compartment goes ``out_of_service`` with ``locker_jammed``; a deposit moves on to the next free
   compartment of its size (at most :data:`MAX_DEPOSIT_COMPARTMENTS` in all), a pickup puts the
   parcel back to ``occupied``.
+* **The cloud learns the courier's compartment while the door is open.** The verified open of a
+  deposit or a reopen (after a jam: of the compartment it was reassigned to) is recorded with
+  ``parcel.opened`` {parcel, bank, compartment, for: ``deposit``/``reopen``}, in the transaction
+  that also records the command's ``opened`` (which follows it in the outbox).
 * **Nothing is assumed about a door that did not answer.** When the read-back fails (the board
   stopped answering), the compartment is left *being cleared* (``reserved``/``occupied`` without a
   parcel, see :mod:`gateway.locker_banks`) so the watch frees it only once it reads it latched and
@@ -63,9 +67,11 @@ __all__ = [
     "PARCEL_CANCELLED",
     "PARCEL_DEPOSITED",
     "PARCEL_DEPOSIT_EMPTY",
+    "PARCEL_OPENED",
     "PARCEL_PICKED_UP",
     "PARCEL_RETRIEVED",
     "DepositRequest",
+    "OpenFor",
     "Opened",
     "ParcelRefused",
     "Parcels",
@@ -76,6 +82,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+PARCEL_OPENED: Final = "parcel.opened"
 PARCEL_DEPOSITED: Final = "parcel.deposited"
 PARCEL_DEPOSIT_EMPTY: Final = "parcel.deposit_empty"
 PARCEL_CANCELLED: Final = "parcel.cancelled"
@@ -98,6 +105,8 @@ PickupVia = Literal["code", "qr", "remote"]
 Record = Callable[[Transaction], None]
 """Called inside the transaction that records a flow's success (a command's status, say)."""
 DepositVia = Literal["command", "terminal"]
+OpenFor = Literal["deposit", "reopen"]
+"""Why a compartment was opened for the courier (``for`` of ``parcel.opened``)."""
 
 
 class Refusal(StrEnum):
@@ -257,7 +266,7 @@ class Parcels:
                 changed_ms=now,
             )
         log.info("parcel.reserved", parcel=request.parcel, bank=request.bank, compartment=c.no)
-        return await self._open_for_courier(request.parcel, c, record)
+        return await self._open_for_courier(request.parcel, c, record, "deposit")
 
     def _allocate(self, tx: Transaction, bank: str, size: str, parcel: str) -> Compartment:
         c = self.banks.allocate(tx, bank, size)
@@ -269,13 +278,15 @@ class Parcels:
         self.banks.set_compartment(tx, c, CompartmentState.RESERVED, parcel)
         return c
 
-    async def _open_for_courier(self, parcel: str, c: Compartment, record: Record | None) -> Opened:
+    async def _open_for_courier(
+        self, parcel: str, c: Compartment, record: Record | None, purpose: OpenFor
+    ) -> Opened:
         """Open ``c`` (reserved for ``parcel``), moving on after jams; the parcel awaits close."""
         tried = 1
         while True:
             with self.banks.busy(c.key):
                 door = await self._open(c)
-                refusal, nxt = self._after_courier_open(parcel, c, door, tried, record)
+                refusal, nxt = self._after_courier_open(parcel, c, door, tried, record, purpose)
             if refusal is not None:
                 raise ParcelRefused(refusal, parcel)
             if nxt is None:
@@ -285,21 +296,32 @@ class Parcels:
             c, tried = nxt, tried + 1
 
     def _after_courier_open(
-        self, parcel: str, c: Compartment, door: _Door, tried: int, record: Record | None
+        self,
+        parcel: str,
+        c: Compartment,
+        door: _Door,
+        tried: int,
+        record: Record | None,
+        purpose: OpenFor,
     ) -> tuple[Refusal | None, Compartment | None]:
-        """Record how an open for the courier ended: (refusal, or the next compartment to try)."""
+        """Record how an open for the courier ended: (refusal, or the next compartment to try).
+
+        A verified open is recorded with ``parcel.opened`` (the compartment the courier is to
+        use: after a jam, the one the parcel was reassigned to), before the command's status.
+        """
         now = self._clock()
         with self.banks.store.transaction() as tx:
             current = self.banks.get_compartment(tx, c.key)
             if door is _Door.OPEN:
-                self.banks.move_parcel(
+                if self.banks.move_parcel(
                     tx,
                     parcel,
                     IN_DEPOSIT,
                     ParcelState.AWAITING_CLOSE,
                     compartment=c.no,
                     opened_ms=now,
-                )
+                ):
+                    self._opened_event(tx, parcel, c, purpose)
                 if record is not None:
                     record(tx)
                 return None, None
@@ -319,6 +341,29 @@ class Parcels:
             self.banks.set_compartment(tx, nxt, CompartmentState.RESERVED, parcel)
             self.banks.move_parcel(tx, parcel, IN_DEPOSIT, ParcelState.RESERVED, compartment=nxt.no)
             return None, nxt
+
+    def _opened_event(self, tx: Transaction, parcel: str, c: Compartment, purpose: OpenFor) -> None:
+        self.banks.outbox.append(
+            tx,
+            PARCEL_OPENED,
+            {"parcel": parcel, "bank": c.bank, "compartment": c.no, "for": purpose},
+        )
+
+    def door_found_open(self, tx: Transaction, found: Parcel, c: Compartment) -> None:
+        """A deposit ``reserved`` by an earlier run whose door reads open: the open happened.
+
+        The parcel waits for the courier to close the door (``parcel.opened``, ``for``
+        ``reopen`` if its compartment had been opened for it before).
+        """
+        purpose: OpenFor = "reopen" if found.opened_ms is not None else "deposit"
+        if self.banks.move_parcel(
+            tx,
+            found.id,
+            frozenset({ParcelState.RESERVED}),
+            ParcelState.AWAITING_CLOSE,
+            opened_ms=self._clock(),
+        ):
+            self._opened_event(tx, found.id, c, purpose)
 
     def _drop_deposit(self, tx: Transaction, parcel: str, why: Refusal) -> None:
         """A deposit whose door could not be opened: forgotten if it never had one open (no
@@ -344,7 +389,7 @@ class Parcels:
             c = self.banks.get_compartment(tx, (bank, found.compartment))
             if self.banks.is_busy(c.key):
                 raise ParcelRefused(Refusal.ALREADY_CLAIMED, parcel)
-        return await self._open_for_courier(parcel, c, record)
+        return await self._open_for_courier(parcel, c, record, "reopen")
 
     def cancel(
         self, bank: str, parcel: str, reason: str = "courier", *, record: Record | None = None

@@ -40,8 +40,13 @@
        courier only if that account is a courier serving the site. Then every resident with a
        currently valid membership of the unit gets an in-app ``parcel.waiting`` note
        ``{parcel, bank, compartment}`` (never the code);
+   ``parcel.opened`` {"parcel", "bank", "compartment", "for": "deposit" | "reopen"}
+       the compartment opened for the courier: a parcel not yet ``waiting`` (``requested``,
+       ``failed``, ``empty``) takes it, its state unchanged, unless a newer event of the gateway
+       (a higher seq, ``compartment_seq``) already placed it; a parcel the cloud does not know
+       (a terminal deposit) is not created by it;
    ``parcel.deposit_empty`` {"parcel", "bank", "compartment"}
-       ``empty``;
+       ``empty``, placed in the compartment as ``parcel.opened`` is;
    ``parcel.cancelled`` {"parcel", "bank", "reason"}
        ``cancelled`` with the reason;
    ``parcel.picked_up`` {"parcel", "bank", "compartment", "via", "at", "fee_cents", "fee_state"}
@@ -792,6 +797,7 @@ async def _clear_locker_alarms(
 #: The parcel and locker events the inbox applies (docs/parcels.md "Events").
 PARCEL_EVENT_TYPES = frozenset(
     {
+        "parcel.opened",
         "parcel.deposited",
         "parcel.deposit_empty",
         "parcel.cancelled",
@@ -822,6 +828,10 @@ _PARCEL_FROM: dict[str, tuple[str, ...]] = {
     "picked_up": ("requested", "failed", "empty", "waiting"),
     "retrieved": ("requested", "failed", "empty", "waiting"),
 }
+#: The states in which a parcel takes the compartment a ``parcel.opened`` or
+#: ``parcel.deposit_empty`` names (the deposit is under way); from ``waiting`` on, the
+#: compartment is the one the gateway recorded the parcel in.
+_PLACEABLE = ("requested", "failed", "empty")
 #: The compartment states a gateway reports in ``locker.state``.
 COMPARTMENT_STATES = frozenset({"free", "reserved", "occupied", "out_of_service"})
 #: Locker alarms whose condition ends with a ``cleared: true`` alarm of the same kind.
@@ -847,10 +857,16 @@ _MAX_ACCOUNT_ID = (1 << 53) - 1
 _MAX_FEE_CENTS = (1 << 31) - 1
 _DEPOSIT_VIA = frozenset({"command", "terminal"})
 _PICKUP_VIA = frozenset({"code", "qr", "remote"})
+_OPEN_FOR = frozenset({"deposit", "reopen"})
 
 
 def _is_parcel_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _PARCEL_ID.fullmatch(value) is not None
+
+
+def _is_one_of(value: object, allowed: frozenset[str]) -> TypeGuard[str]:
+    # A string first: a list or an object in the data is unhashable (``in`` would raise).
+    return isinstance(value, str) and value in allowed
 
 
 def _is_no(value: object) -> TypeGuard[int]:
@@ -895,7 +911,7 @@ def _parse_deposit(data: dict[str, Any]) -> _Deposit | None:
         and type(code_n) is int
         and 0 <= code_n <= _MAX_CODE_N
         and _is_ms(at)
-        and via in _DEPOSIT_VIA
+        and _is_one_of(via, _DEPOSIT_VIA)
         and (courier is None or (type(courier) is int and 1 <= courier <= _MAX_ACCOUNT_ID))
         and (company is None or _is_text(company, 64))
     ):
@@ -939,7 +955,25 @@ class _ParcelEffects:
             return True
         if event.type == "locker.state":
             return await self._locker_state(conn, gw, event)
+        if event.type == "parcel.opened":
+            return await self._opened(conn, gw, event, now)
         return await self._outcome(conn, gw, event, now)
+
+    @staticmethod
+    async def _opened(conn: AsyncConnection, gw: str, event: Event, now: int) -> bool:
+        """``parcel.opened``: the deposit's compartment, while its door is open."""
+        data = event.data
+        parcel, bank, no = data.get("parcel"), data.get("bank"), data.get("compartment")
+        if (
+            not _is_parcel_id(parcel)
+            or not _is_local_id(bank)
+            or not _is_no(no)
+            or not _is_one_of(data.get("for"), _OPEN_FOR)
+        ):
+            return False
+        if not await _place_parcel(conn, gw, parcel, no, event.seq, now):
+            log.info("parcel event changed nothing", parcel=parcel, type=event.type, gateway=gw)
+        return True
 
     async def _outcome(self, conn: AsyncConnection, gw: str, event: Event, now: int) -> bool:
         """``deposit_empty``, ``cancelled``, ``picked_up``, ``retrieved``: move the parcel on."""
@@ -948,6 +982,7 @@ class _ParcelEffects:
         if not _is_parcel_id(parcel) or not _is_local_id(bank):
             return False
         values: dict[str, Any]
+        placed = False
         if event.type == "parcel.cancelled":
             reason = data.get("reason")
             if not _is_word(reason, 64):
@@ -956,12 +991,13 @@ class _ParcelEffects:
         elif not _is_no(no):
             return False
         elif event.type == "parcel.deposit_empty":
-            to, values = "empty", {"compartment": no}
+            placed = await _place_parcel(conn, gw, parcel, no, event.seq, now)
+            to, values = "empty", {}
         elif event.type == "parcel.picked_up":
             via, at = data.get("via"), data.get("at")
             fee, fee_state = data.get("fee_cents"), data.get("fee_state")
             if (
-                via not in _PICKUP_VIA
+                not _is_one_of(via, _PICKUP_VIA)
                 or not _is_ms(at)
                 or not _is_count(fee, _MAX_FEE_CENTS)
                 or not _is_word(fee_state, 8)
@@ -981,7 +1017,7 @@ class _ParcelEffects:
                 return False
             to, values = "retrieved", {"compartment": no, "via": "courier", "picked_up_at": at}
         moved = await _move_parcel(conn, parcel, to, now, gateway=gw, **values)
-        if not moved:
+        if not moved and not placed:
             log.info("parcel event changed nothing", parcel=parcel, type=event.type, gateway=gw)
         return True
 
@@ -1145,7 +1181,7 @@ class _ParcelEffects:
         if (
             not _is_local_id(bank)
             or not _is_no(no)
-            or state not in COMPARTMENT_STATES
+            or not _is_one_of(state, COMPARTMENT_STATES)
             or not (reason is None or _is_word(reason, 64))
         ):
             return False
@@ -1175,6 +1211,26 @@ async def _move_parcel(
     if gateway is not None:
         stmt = stmt.where(p.gateway_id == gateway)
     result = await run(conn, stmt.values(state=to, updated_at=now, **values).returning(p.id))
+    return result.first() is not None
+
+
+async def _place_parcel(
+    conn: AsyncConnection, gw: str, parcel: str, no: int, seq: int, now: int
+) -> bool:
+    """Set the compartment of ``parcel`` (of gateway ``gw``) while its deposit is under way,
+    unless an event with a higher ``seq`` set it already; the state is left as it is."""
+    p = _PARCELS.c
+    result = await conn.execute(
+        _PARCELS.update()
+        .where(
+            p.id == parcel,
+            p.gateway_id == gw,
+            p.state.in_(_PLACEABLE),
+            p.compartment_seq.is_(None) | (p.compartment_seq < seq),
+        )
+        .values(compartment=no, compartment_seq=seq, updated_at=now)
+        .returning(p.id)
+    )
     return result.first() is not None
 
 

@@ -19,6 +19,7 @@ A decision combines **role** and **relationship**:
 * a parcel is the recipient's: only a resident with a currently valid membership of the parcel's
   unit may see its pickup code and QR or open it remotely — never staff, never a courier; its
   view may also be read by its depositing courier and by the site's engineers and admins;
+* a notification is its resident's alone: only the resident it is addressed to may mark it read;
 * some permissions come with an **obligation** the service must enforce (a recorded reason).
 
 List endpoints are guarded by a *list* action on the caller's own :class:`SiteRes` (may this
@@ -46,6 +47,7 @@ __all__ = [
     "GatewayRes",
     "MembershipFact",
     "MeterRes",
+    "NotificationRes",
     "Obligation",
     "ParcelRes",
     "Principal",
@@ -97,6 +99,7 @@ class Action(StrEnum):
     PARCEL_CODE = "parcel.code"
     COURIER_PASS = "courier.pass"  # noqa: S105  # an action name, not a password
     NOTIFICATION_LIST = "notification.list"
+    NOTIFICATION_READ = "notification.read"
 
 
 class Obligation(StrEnum):
@@ -231,6 +234,15 @@ class ParcelRes:
     row: Any = field(compare=False, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationRes:
+    """An in-app notification, and the resident it is addressed to."""
+
+    site_id: int
+    resident_id: int
+    row: Any = field(compare=False, repr=False)
+
+
 Resource = (
     SiteRes
     | SelfRes
@@ -241,6 +253,7 @@ Resource = (
     | GatewayRes
     | BankRes
     | ParcelRes
+    | NotificationRes
 )
 
 
@@ -324,6 +337,19 @@ def _resident_self(p: Principal, r: Resource) -> Decision | None:
     """A resident's own account (their inbox)."""
     if p.role is Role.RESIDENT and p.resident_id is not None:
         return _self(p, r)
+    return None
+
+
+def _addressee(p: Principal, r: Resource) -> Decision | None:
+    """The resident a notification is addressed to."""
+    if (
+        p.role is Role.RESIDENT
+        and isinstance(r, NotificationRes)
+        and p.resident_id is not None
+        and r.resident_id == p.resident_id
+        and r.site_id == p.site_id
+    ):
+        return Decision(True, "addressee")
     return None
 
 
@@ -425,6 +451,7 @@ POLICY: Mapping[Action, tuple[Rule, ...]] = {
     Action.PARCEL_CODE: (_resident_of_parcel_unit,),
     Action.COURIER_PASS: (_courier_serving(GatewayRes),),
     Action.NOTIFICATION_LIST: (_resident_self,),
+    Action.NOTIFICATION_READ: (_addressee,),
 }
 
 

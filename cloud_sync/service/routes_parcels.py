@@ -201,7 +201,7 @@ class ParcelOut(BaseModel):
     id: str
     bank: int = Field(description="the locker bank's id")
     bank_name: str
-    compartment: int | None = Field(description="null until the gateway allocated one")
+    compartment: int | None = Field(description="null until the gateway opens one for it")
     size: str
     unit: str = Field(description="the recipient unit's label")
     company: str | None = Field(description="the courier's company")

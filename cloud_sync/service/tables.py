@@ -385,6 +385,9 @@ class Parcel(SQLModel, table=True):
     gateway_id: str = Field(foreign_key="gateways.id", max_length=64)
     bank_id: int = Field(foreign_key="locker_banks.id", index=True)
     compartment: int | None = None
+    compartment_seq: int | None = Field(default=None, sa_type=BigInteger)
+    """The gateway seq of the event that last set ``compartment`` during the deposit
+    (``parcel.opened``, ``parcel.deposit_empty``): an older one never replaces it."""
     size: str = Field(max_length=8)
     unit_id: int | None = Field(default=None, foreign_key="units.id")
     """The recipient unit (None: a terminal deposit for a unit label the cloud does not know)."""

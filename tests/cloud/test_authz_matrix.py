@@ -11,6 +11,7 @@ on their own site; ``other_admin`` is an admin of another site acting on this si
 Parcels: ``li`` is the recipient of the seeded waiting parcel (and of an unfinished deposit, found
 empty), ``zhang`` is not; ``courier`` (company SF) deposited both; ``other_courier`` (company ZTO)
 serves the same site but deposited neither; everyone names bank A and the site's gateway.
+Notifications: everyone marks read one of ``li``'s notifications.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from cloud_sync.service.state import DB
-from cloud_sync.service.tables import Membership, Parcel
+from cloud_sync.service.tables import Membership, Notification, Parcel
 
 ROLES = (
     "anonymous",
@@ -72,6 +73,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET",    "/api/v1/parcels/{id}/qr.png"):      (401, 200, 404, 404, 404, 404, 404, 404, 404),
     ("GET",    "/api/v1/courier/pass"):             (401, 404, 404, 404, 404, 404, 200, 200, 404),
     ("GET",    "/api/v1/notifications"):            (401, 200, 200, 404, 404, 404, 404, 404, 404),
+    ("POST",   "/api/v1/notifications/{id}/read"):  (401, 200, 404, 404, 404, 404, 404, 404, 404),
     ("GET",    "/api/v1/openapi.json"):             (200, 200, 200, 200, 200, 200, 200, 200, 200),
 }
 # fmt: on
@@ -90,6 +92,7 @@ class Ctx:
     gateway: str = ""
     parcel: str = ""  # waiting for li, deposited by courier
     empty_parcel: str = ""  # an unfinished deposit for li by courier, found empty
+    note: int = 0  # one of li's notifications
 
 
 Request = Callable[[Ctx, str], tuple[str, Any]]
@@ -163,6 +166,10 @@ REQUESTS: dict[tuple[str, str], Request] = {
         None,
     ),
     ("GET", "/api/v1/notifications"): lambda c, who: ("/api/v1/notifications", None),
+    ("POST", "/api/v1/notifications/{id}/read"): lambda c, who: (
+        f"/api/v1/notifications/{c.note}/read",
+        None,
+    ),
     ("GET", "/api/v1/openapi.json"): lambda c, who: ("/api/v1/openapi.json", None),
 }
 
@@ -182,6 +189,7 @@ MISSING: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/parcels/{id}/code"): f"/api/v1/parcels/{'0' * 32}/code",
     ("GET", "/api/v1/parcels/{id}/qr.png"): f"/api/v1/parcels/{'0' * 32}/qr.png",
     ("GET", "/api/v1/courier/pass"): "/api/v1/courier/pass?gateway=no-such-gateway",
+    ("POST", "/api/v1/notifications/{id}/read"): "/api/v1/notifications/999999999/read",
 }
 
 
@@ -220,7 +228,25 @@ async def _context(client: TestClient, seeded: Any, other: Any) -> Ctx:
         gateway=seeded.gateway_id,
         parcel=seeded.parcel_id,
         empty_parcel=empty,
+        note=await _note(client, seeded),
     )
+
+
+async def _note(client: TestClient, seeded: Any) -> int:
+    """A notification for li."""
+    note = Notification(
+        site_id=seeded.site_id,
+        resident_id=seeded.li_id,
+        kind="parcel.waiting",
+        body={"parcel": seeded.parcel_id, "bank": "Lobby", "compartment": 1},
+        created_at=time.time_ns() // 1_000_000,
+    )
+    async with client.app[DB].session() as s:
+        s.add(note)
+        await s.commit()
+        await s.refresh(note)
+    assert note.id is not None
+    return note.id
 
 
 async def _empty_deposit(client: TestClient, seeded: Any) -> str:

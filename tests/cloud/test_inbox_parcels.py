@@ -22,7 +22,7 @@ from cloud_sync.protocol.pickup_code import derive_code
 from cloud_sync.service import directory, provisioning
 from cloud_sync.service.db import Database
 from cloud_sync.service.expiry import ExpirySweeper
-from cloud_sync.service.inbox import _PARCEL_FROM, PARCEL_RANK, Inbox
+from cloud_sync.service.inbox import _PARCEL_FROM, _PLACEABLE, PARCEL_RANK, Inbox
 from cloud_sync.service.keys import CloudKeys
 from cloud_sync.service.parcel_codes import pickup_code
 from cloud_sync.service.tables import (
@@ -118,6 +118,10 @@ def picked_up(parcel: str, **kw: Any) -> dict[str, Any]:
     }
     data.update(kw)
     return data
+
+
+def opened(parcel: str, no: int, purpose: str = "deposit") -> dict[str, Any]:
+    return {"parcel": parcel, "bank": "A", "compartment": no, "for": purpose}
 
 
 async def _parcel(db: Database, parcel: str) -> Parcel | None:
@@ -508,6 +512,77 @@ async def test_an_empty_deposit_is_retried_or_cancelled(
     assert len(await _notes(db, lockers)) == 1  # the retried deposit's
 
 
+# -- parcel.opened ---------------------------------------------------------------------------------
+
+
+async def _where(db: Database, parcel: str) -> tuple[str, int | None]:
+    row = await _parcel(db, parcel)
+    assert row is not None
+    return row.state, row.compartment
+
+
+async def test_an_open_deposit_shows_its_compartment_until_the_parcel_moves_on(
+    gw: Gw, db: Database, lockers: Lockers
+) -> None:
+    parcel, cmd = await _request(db, lockers)
+    assert await _where(db, parcel) == ("requested", None)
+    await gw.send(
+        gw.event("command.status", {"command": cmd, "status": "acknowledged"}),
+        gw.event("parcel.opened", opened(parcel, 5)),
+        gw.event("command.status", {"command": cmd, "status": "opened"}),
+    )
+    assert await _where(db, parcel) == ("requested", 5)
+    assert await _notes(db, lockers) == []  # nobody is told before the door shuts on a parcel
+
+    # Closed empty; the retry found 5 jammed and opened 6: the newest compartment wins.
+    await gw.send(
+        gw.event("parcel.deposit_empty", {"parcel": parcel, "bank": "A", "compartment": 5})
+    )
+    assert await _where(db, parcel) == ("empty", 5)
+    await gw.send(gw.event("parcel.opened", opened(parcel, 6, "reopen")))
+    assert await _where(db, parcel) == ("empty", 6)
+    await gw.send(gw.event("parcel.deposited", deposited(parcel, compartment=6, via="command")))
+    assert await _where(db, parcel) == ("waiting", 6)
+
+    # Once waiting (and later), no parcel.opened changes it, however late or repeated.
+    late = gw.event("parcel.opened", opened(parcel, 9, "reopen"))
+    await gw.send(late)
+    await gw.send(late)
+    assert await _where(db, parcel) == ("waiting", 6)
+    await gw.send(gw.event("parcel.picked_up", picked_up(parcel, compartment=6)))
+    await gw.send(gw.event("parcel.opened", opened(parcel, 3)))
+    assert await _where(db, parcel) == ("picked_up", 6)
+
+
+async def test_an_older_compartment_applied_late_never_replaces_a_newer_one(
+    gw: Gw, db: Database, lockers: Lockers
+) -> None:
+    parcel, _ = await _request(db, lockers)
+    first = gw.event("parcel.opened", opened(parcel, 5))
+    empty = gw.event("parcel.deposit_empty", {"parcel": parcel, "bank": "A", "compartment": 5})
+    again = gw.event("parcel.opened", opened(parcel, 6, "reopen"))
+    # Two service instances handled the gateway's batches in the reverse order.
+    await gw.send(again)
+    assert await _where(db, parcel) == ("requested", 6)
+    await gw.send(empty)
+    assert await _where(db, parcel) == ("empty", 6)
+    await gw.send(first)
+    assert await _where(db, parcel) == ("empty", 6)
+
+
+async def test_an_open_names_no_parcel_the_cloud_does_not_hold(
+    gw: Gw, db: Database, lockers: Lockers, site_factory: Any, fake_clock: Any
+) -> None:
+    terminal = pid()  # a deposit at the terminal: the cloud learns of it once it is deposited
+    await gw.send(gw.event("parcel.opened", opened(terminal, 4)))
+    assert await _parcel(db, terminal) is None
+    ours, _ = await _request(db, lockers)
+    other = await site_factory(prefix="s4-", name="Fourth Court")
+    theirs = Gw(Inbox(db, fake_clock), other.gateway_id)
+    await theirs.send(theirs.event("parcel.opened", opened(ours, 4)))
+    assert await _where(db, ours) == ("requested", None)
+
+
 async def test_a_retrieval_is_recorded(gw: Gw, db: Database, lockers: Lockers) -> None:
     parcel = pid()
     await gw.send(gw.event("parcel.deposited", deposited(parcel, courier=lockers.courier_id)))
@@ -570,10 +645,12 @@ BAD_EVENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "code_n 1000": ("parcel.deposited", {"code_n": 1000}),
     "deposited_at string": ("parcel.deposited", {"deposited_at": str(T0)}),
     "via unknown": ("parcel.deposited", {"via": "drone"}),
+    "via a list": ("parcel.deposited", {"via": ["terminal"]}),
     "courier zero": ("parcel.deposited", {"courier": 0}),
     "courier a string": ("parcel.deposited", {"courier": "7"}),
     "company long": ("parcel.deposited", {"company": "x" * 65}),
     "pickup via unknown": ("parcel.picked_up", {"via": "magic"}),
+    "pickup via an object": ("parcel.picked_up", {"via": {"code": 1}}),
     "pickup fee negative": ("parcel.picked_up", {"fee_cents": -1}),
     "pickup fee float": ("parcel.picked_up", {"fee_cents": 0.5}),
     "pickup fee_state long": ("parcel.picked_up", {"fee_state": "owed_owed_"}),
@@ -581,6 +658,15 @@ BAD_EVENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "cancel reason missing": ("parcel.cancelled", {"reason": None}),
     "cancel reason text": ("parcel.cancelled", {"reason": "Courier gave up"}),
     "empty without compartment": ("parcel.deposit_empty", {"compartment": None}),
+    "opened parcel uppercase": ("parcel.opened", {"parcel": "A" * 32}),
+    "opened bank not an id": ("parcel.opened", {"bank": "A/B"}),
+    "opened compartment 0": ("parcel.opened", {"compartment": 0}),
+    "opened compartment 256": ("parcel.opened", {"compartment": 256}),
+    "opened compartment a string": ("parcel.opened", {"compartment": "5"}),
+    "opened for missing": ("parcel.opened", {"for": None}),
+    "opened for pickup": ("parcel.opened", {"for": "pickup"}),
+    "opened for a list": ("parcel.opened", {"for": ["deposit"]}),
+    "locker state a list": ("locker.state", {"state": ["free"]}),
 }
 
 
@@ -595,12 +681,14 @@ async def test_malformed_parcel_events_are_stored_without_effect(
             "parcel.picked_up": picked_up(parcel),
             "parcel.cancelled": {"parcel": parcel, "bank": "A", "reason": "courier"},
             "parcel.deposit_empty": {"parcel": parcel, "bank": "A", "compartment": 1},
+            "parcel.opened": opened(parcel, 1),
+            "locker.state": {"bank": "A", "compartment": 1, "state": "free"},
         }[type_]
         data = {k: v for k, v in {**base, **change}.items() if v is not None}
         assert await gw.send(gw.event(type_, data)) == 1, case
         row = await _parcel(db, parcel)
         assert row is not None
-        assert row.state == "requested", case
+        assert (row.state, row.compartment) == ("requested", None), case
         assert await _parcel(db, fresh) is None, case
     assert await _notes(db, lockers) == []
 
@@ -757,6 +845,8 @@ def test_parcel_moves_only_go_up_the_rank() -> None:
     # Nothing leaves a finished parcel, and nothing makes a picked-up parcel waiting.
     finished = {"picked_up", "retrieved", "cancelled"}
     assert not any(finished & set(sources) for sources in _PARCEL_FROM.values())
+    # A parcel takes the compartment of an open door only while its deposit is under way.
+    assert set(_PLACEABLE) == {s for s, r in PARCEL_RANK.items() if r < PARCEL_RANK["waiting"]}
 
 
 async def _all_stored_text(db: Database) -> list[str]:

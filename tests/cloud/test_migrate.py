@@ -41,7 +41,7 @@ async def _schema_diff(url: str) -> list[Any]:
 async def test_upgrade_creates_exactly_the_tables_of_the_models(database_url: str) -> None:
     assert await current_revision(database_url) is None
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0003"
+    assert await current_revision(database_url) == head_revision() == "0004"
     assert await _schema_diff(database_url) == []
 
 

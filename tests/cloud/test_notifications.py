@@ -275,3 +275,71 @@ async def test_current_residents_are_the_valid_members(
         await s.commit()
     async with db.begin() as conn:
         assert await current_residents(conn, seeded.unit1_id, 2**52) == []
+
+
+# -- the resident's inbox over the API -------------------------------------------------------------
+
+
+async def _json(resp: Any, status: int) -> Any:
+    assert resp.status == status, await resp.text()
+    return await resp.json()
+
+
+async def _add_note(db: Database, seeded: Any, resident: int, parcel: str) -> int:
+    note = Notification(
+        site_id=seeded.site_id,
+        resident_id=resident,
+        kind=PARCEL_WAITING,
+        body={"parcel": parcel, "bank": "Lobby", "compartment": 3},
+        created_at=T0,
+    )
+    async with db.session() as s:
+        s.add(note)
+        await s.commit()
+        await s.refresh(note)
+    assert note.id is not None
+    return note.id
+
+
+async def test_a_resident_marks_her_own_notes_read_once(
+    make_api: Any, login: Any, seeded: Any, db: Database, fake_clock: Any
+) -> None:
+    api = await make_api(clock=fake_clock)
+    li, zhang = await login(api, "li"), await login(api, "zhang")
+    first = await _add_note(db, seeded, seeded.li_id, "a" * 32)
+    second = await _add_note(db, seeded, seeded.li_id, "b" * 32)
+    theirs = await _add_note(db, seeded, seeded.zhang_id, "c" * 32)
+    listed = await _json(await api.get("/api/v1/notifications", headers=li), 200)
+    assert listed["unread"] == 3  # the seeded parcel's note and these two
+    assert [n["read_at"] for n in listed["notifications"]] == [None, None, None]
+
+    read_at = fake_clock.now_ms()
+    marked = await _json(await api.post(f"/api/v1/notifications/{first}/read", headers=li), 200)
+    assert (marked["id"], marked["body"]["parcel"], marked["read_at"]) == (first, "a" * 32, read_at)
+    # Again, later: nothing changes (the first read is kept).
+    fake_clock.advance(60_000)
+    again = await _json(await api.post(f"/api/v1/notifications/{first}/read", headers=li), 200)
+    assert again == marked
+    listed = await _json(await api.get("/api/v1/notifications?limit=2", headers=li), 200)
+    assert [(n["id"], n["read_at"]) for n in listed["notifications"]] == [
+        (second, None),
+        (first, read_at),
+    ]
+    assert listed["unread"] == 2  # of all pages, not only this one
+
+    # Another resident's note is as missing as one that does not exist, and stays unread.
+    denied = await api.post(f"/api/v1/notifications/{theirs}/read", headers=li)
+    missing = await api.post("/api/v1/notifications/999999999/read", headers=li)
+    assert denied.status == missing.status == 404
+    assert await denied.json() == await missing.json()
+    assert (await _json(await api.get("/api/v1/notifications", headers=zhang), 200))["unread"] == 1
+    assert (await api.post(f"/api/v1/notifications/{first}/read", headers=zhang)).status == 404
+    engineer = await login(api, "engineer")
+    assert (await api.post(f"/api/v1/notifications/{first}/read", headers=engineer)).status == 404
+    # Ids that cannot name a note: refused before any lookup.
+    for bad in ("0", "-1", "abc", "1" * 17, str(2**53)):
+        resp = await api.post(f"/api/v1/notifications/{bad}/read", headers=li)
+        assert resp.status == 404, bad
+    async with db.session() as s:
+        rows = (await s.exec(select(Notification).where(col(Notification.id) == theirs))).all()
+    assert [n.read_at for n in rows] == [None]

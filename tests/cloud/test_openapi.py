@@ -121,6 +121,7 @@ async def test_parcel_routes_are_documented(api: TestClient) -> None:
         ("get", "/api/v1/parcels/{id}/qr.png"): "parcel.code",
         ("get", "/api/v1/courier/pass"): "courier.pass",
         ("get", "/api/v1/notifications"): "notification.list",
+        ("post", "/api/v1/notifications/{id}/read"): "notification.read",
     }
     for (method, path), action in actions.items():
         assert paths[path][method]["x-policy-action"] == action, path
@@ -145,3 +146,10 @@ async def test_parcel_routes_are_documented(api: TestClient) -> None:
         assert "name" not in schemas[model]["properties"]
     assert set(schemas["RecipientOut"]["properties"]) == {"unit", "phone_masked"}
     assert set(schemas["CodeOut"]["properties"]) == {"code", "qr_token", "expires_at"}
+    read = paths["/api/v1/notifications/{id}/read"]["post"]
+    assert read["parameters"][0]["schema"] == {"type": "string", "pattern": "^[1-9][0-9]{0,15}$"}
+    assert "requestBody" not in read
+    assert read["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NotificationOut"
+    }
+    assert "unread" in schemas["NotificationsOut"]["required"]

@@ -718,7 +718,7 @@ async def test_notifications_are_the_residents_own_newest_first(
     zhang = await _json(
         await api.get("/api/v1/notifications", headers=await login(api, "zhang")), 200
     )
-    assert zhang == {"notifications": [], "next_before": None}
+    assert zhang == {"notifications": [], "next_before": None, "unread": 0}
     async with db.session() as s:
         for n in range(3):
             s.add(

@@ -10,6 +10,7 @@ from cloud_sync.service.policy import (
     CommandRes,
     DoorRes,
     MembershipFact,
+    NotificationRes,
     Obligation,
     Principal,
     ResidentRes,
@@ -135,6 +136,19 @@ def test_self_actions_apply_to_the_callers_own_account_only() -> None:
     assert decide(me, Action.ME_READ, SelfRes(SITE, 7)).allowed
     assert not decide(me, Action.ME_READ, SelfRes(SITE, 8)).allowed
     assert not decide(me, Action.SESSION_END, SelfRes(OTHER_SITE, 7)).allowed
+
+
+def test_a_notification_is_marked_read_by_its_addressee_only() -> None:
+    mine = NotificationRes(SITE, resident_id=99, row=None)  # who() gives residents record 99
+    assert decide(who(Role.RESIDENT), Action.NOTIFICATION_READ, mine).allowed
+    theirs = NotificationRes(SITE, resident_id=98, row=None)
+    assert not decide(who(Role.RESIDENT), Action.NOTIFICATION_READ, theirs).allowed
+    elsewhere = NotificationRes(OTHER_SITE, resident_id=99, row=None)
+    assert not decide(who(Role.RESIDENT), Action.NOTIFICATION_READ, elsewhere).allowed
+    for role in (Role.ENGINEER, Role.ADMIN, Role.AUDITOR, Role.COURIER):
+        assert not decide(who(role), Action.NOTIFICATION_READ, mine).allowed
+    # Not through the account: the inbox (SelfRes) is for listing only.
+    assert not decide(who(Role.RESIDENT), Action.NOTIFICATION_READ, SelfRes(SITE, 7)).allowed
 
 
 def test_a_resource_of_the_wrong_kind_is_denied() -> None:

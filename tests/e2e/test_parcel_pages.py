@@ -110,6 +110,23 @@ async def sign_in(page: Any, url: str, account: CommunityAccount) -> None:
     await page.click("#sign-in")
 
 
+def is_mark_read(response: Any) -> bool:
+    """The resident page marking a notification read."""
+    return response.request.method == "POST" and bool(
+        re.search(r"/api/v1/notifications/\d+/read$", response.url)
+    )
+
+
+async def open_for_courier(page: Any, no: int, again: bool = False) -> None:
+    """Wait until the courier's page names compartment ``no`` as open, and says what to do."""
+    verb = "is open again" if again else "is open"
+    shown = page.locator('#progress[data-status="open"]', has_text=f"Compartment {no} {verb}")
+    await shown.wait_for(timeout=WAIT_MS)
+    assert await shown.inner_text() == (
+        f"Compartment {no} {verb} — put the parcel in and close the door"
+    )
+
+
 async def courier_deposit(page: Any, size: str, by: str, who: str) -> str:
     """Fill the courier's form, confirm the recipient, tap deposit; the recipient line shown."""
     await page.locator(f'#sizes input[value="{size}"]').check()
@@ -146,8 +163,8 @@ async def test_courier_deposits_and_resident_collects_from_the_pages(
     shown = await courier_deposit(courier, "S", "phone", li.phone)
     assert shown == f"Unit {UNIT} · phone {masked(li.phone)}"
     progress = courier.locator("#progress")
-    await courier.locator('#progress[data-status="open"]').wait_for(timeout=WAIT_MS)
-    assert "is open — put the parcel in and close the door" in await progress.inner_text()
+    # The page names the compartment while its door is open (the gateway's parcel.opened).
+    await open_for_courier(courier, 5)
     # The gateway opened the smallest free S compartment, once; the courier's hands fill it.
     assert hands.open_doors() == [5]
     assert hands.pulses(5) == 1
@@ -166,7 +183,10 @@ async def test_courier_deposits_and_resident_collects_from_the_pages(
 
     # -- the resident -------------------------------------------------------------------------
     resident = await new_page()
-    await sign_in(resident, f"{community.url}/", li)
+    # Shown, the unread note is marked read (the response is awaited: no sleeping).
+    async with resident.expect_response(is_mark_read, timeout=WAIT_MS) as marked:
+        await sign_in(resident, f"{community.url}/", li)
+    assert (await marked.value).status == 200
     waiting = resident.locator('#parcels li.parcel[data-state="waiting"]')
     await waiting.wait_for(timeout=WAIT_MS)
     assert await waiting.count() == 1
@@ -180,7 +200,9 @@ async def test_courier_deposits_and_resident_collects_from_the_pages(
     assert "A parcel is waiting for you in Building 1 lobby · compartment 5" in (
         await note.inner_text()
     )
+    # The badge and the highlight say what was new when the list was shown.
     assert await resident.locator("#notes-badge").inner_text() == "1"
+    assert await resident.locator("#notes li.note.unread").count() == 1
 
     await parcel.get_by_role("button", name="Show code").click()
     digits = parcel.locator(".code-digits")
@@ -214,6 +236,12 @@ async def test_courier_deposits_and_resident_collects_from_the_pages(
     hands.take_parcel(5)
     hands.close_door(5)
 
+    # Loaded again, the note is read (as the cloud now says): no badge, no highlight.
+    await resident.get_by_role("button", name="Refresh").click()
+    await resident.locator("#notes li.note:not(.unread)").wait_for(timeout=WAIT_MS)
+    assert await resident.locator("#notes-badge").is_hidden()
+    assert await resident.locator("#notes li.note").count() == 1
+
 
 async def test_courier_reopens_and_cancels_an_empty_deposit(
     new_page: NewPage, community: Community
@@ -231,7 +259,7 @@ async def test_courier_reopens_and_cancels_an_empty_deposit(
 
     shown = await courier_deposit(page, "M", "unit", UNIT)
     assert re.fullmatch(rf"Unit {UNIT} · phone \d{{3}}\*{{4}}\d{{4}}", shown)
-    await page.locator('#progress[data-status="open"]').wait_for(timeout=WAIT_MS)
+    await open_for_courier(page, 11)
     assert hands.open_doors() == [11]  # the smallest M compartment
 
     # The courier closes the door with nothing inside: the page offers to open it again.
@@ -245,9 +273,7 @@ async def test_courier_reopens_and_cancels_an_empty_deposit(
     assert await cancel.is_visible()
 
     await again.click()
-    reopened = page.locator('#progress[data-status="open"]')
-    await reopened.wait_for(timeout=WAIT_MS)
-    assert "Compartment 11 is open again" in await reopened.inner_text()
+    await open_for_courier(page, 11, again=True)
     assert hands.open_doors() == [11]
     assert hands.pulses(11) == 2
 
@@ -273,7 +299,7 @@ async def test_retrieve_is_offered_for_overdue_parcels_and_the_gateway_decides(
     await sign_in(page, f"{community.url}/courier", community.account("courier"))
     await page.get_by_role("radio", name=re.compile("Building 1 lobby")).wait_for(timeout=WAIT_MS)
     await courier_deposit(page, "mini", "unit", UNIT)
-    await page.locator('#progress[data-status="open"]').wait_for(timeout=WAIT_MS)
+    await open_for_courier(page, 1)
     assert hands.open_doors() == [1]
     hands.put_parcel(1)
     hands.close_door(1)

@@ -271,7 +271,7 @@ class Lockers:
         stored = await self.stored(parcel)
         assert (stored["state"], stored["via"]) == ("picked_up", via)
         types = Counter(e["type"] for e in await self.events(parcel))
-        assert types == {"parcel.deposited": 1, "parcel.picked_up": 1}
+        assert types == {"parcel.opened": 1, "parcel.deposited": 1, "parcel.picked_up": 1}
         (event,) = [e for e in await self.events(parcel) if e["type"] == "parcel.picked_up"]
         assert event["data"]["via"] == via
         return seen
@@ -339,6 +339,10 @@ async def test_deposit_notify_and_pickup_by_code(lockers: Lockers) -> None:
     result = await s.api.wait_terminal(s.courier, out["command"]["command_id"])
     assert result["status"] == "opened"
     assert s.door_open(5)
+    # The cloud knew the compartment when it learnt the door was open (parcel.opened came first).
+    status, open_door = await s.api.call("GET", f"/api/v1/parcels/{parcel}", s.courier)
+    assert status == 200, open_door
+    assert (open_door["state"], open_door["compartment"]) == ("requested", 5)
     after = s.all_pulses()
     assert {n: after[n] - before[n] for n in after if after[n] != before[n]} == {5: 1}
 

@@ -16,7 +16,7 @@ import pytest
 
 from devices.lockboard import BoardStatus
 from devices.serialbus import Fault
-from gateway.locker_banks import ParcelState
+from gateway.locker_banks import CompartmentState, ParcelState
 from gateway.parcels import ParcelRefused, Refusal
 from tests.gateway.locker_site import LockerSite, locker_site, new_parcel
 
@@ -270,6 +270,45 @@ async def test_reconciliation_resolves_what_a_crash_left_half_done(site: LockerS
     site.close(1)
     await site.poll()
     assert site.compartment(1).state == "free"
+
+
+async def test_a_door_an_earlier_run_opened_for_a_deposit_is_told_at_reconciliation(
+    site: LockerSite,
+) -> None:
+    """The open's pulse fired, then the gateway stopped before it recorded the read-back."""
+    parcel = new_parcel()
+    with site.store.transaction() as tx:
+        c = site.banks.allocate(tx, "A", "S")
+        assert c is not None
+        site.banks.set_compartment(tx, c, CompartmentState.RESERVED, parcel)
+        site.banks.insert_parcel(
+            tx,
+            id=parcel,
+            bank="A",
+            compartment=c.no,
+            size="S",
+            unit="1-2-301",
+            courier=42,
+            company="SF Express",
+            deposit_via="command",
+            state=ParcelState.RESERVED.value,
+            changed_ms=site.clock.now,
+        )
+    assert (await site.lockers.open(c.board, c.lock)).opened
+    site.restart_gateway()
+    assert site.events("parcel.opened") == []
+    await site.poll()
+
+    assert site.parcel(parcel).state == "awaiting_close"
+    assert site.events("parcel.opened") == [
+        {"parcel": parcel, "bank": "A", "compartment": c.no, "for": "deposit"}
+    ]
+    await site.poll()
+    assert len(site.events("parcel.opened")) == 1
+    site.put(c.no)
+    site.close(c.no)
+    await site.poll()
+    assert site.events("parcel.deposited", parcel=parcel)[0]["compartment"] == c.no
 
 
 async def test_a_reading_taken_before_a_change_is_not_acted_on(

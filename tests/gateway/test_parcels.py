@@ -251,6 +251,43 @@ async def test_three_jams_refuse_the_deposit(site: LockerSite) -> None:
     assert len(site.events("gateway.alarm", kind="locker_jammed")) == 3
     assert site.banks.parcel(parcel) is None  # forgotten: no event ever named it
     assert site.events("parcel.cancelled") == []
+    assert site.events("parcel.opened") == []
+
+
+async def test_after_jams_the_cloud_is_told_the_compartment_the_parcel_moved_to(
+    site: LockerSite,
+) -> None:
+    with site.at(5) as (board, lock):
+        board.jam(lock)
+    parcel = new_parcel()
+    assert (await site.deposit(parcel, "M")).compartment == 6
+    assert site.events("parcel.opened") == [
+        {"parcel": parcel, "bank": "A", "compartment": 6, "for": "deposit"}
+    ]
+    # Nothing is said of the jammed compartment but its fault, told first.
+    types = site.types()
+    assert types.index("locker.state") < types.index("parcel.opened")
+
+    # Closed empty; the retry finds 6 jammed too and moves on to the last M: the newest says 8.
+    site.close(6)
+    await site.poll()
+    with site.at(6) as (board, lock):
+        board.jam(lock)
+    assert (await site.parcels.reopen("A", parcel)).compartment == 8
+    assert site.events("parcel.opened") == [
+        {"parcel": parcel, "bank": "A", "compartment": 6, "for": "deposit"},
+        {"parcel": parcel, "bank": "A", "compartment": 8, "for": "reopen"},
+    ]
+    assert [site.compartment(no).state for no in (5, 6, 8)] == [
+        "out_of_service",
+        "out_of_service",
+        "reserved",
+    ]
+    site.put(8)
+    site.close(8)
+    await site.poll()
+    (event,) = site.events("parcel.deposited")
+    assert event["compartment"] == 8
 
 
 async def test_a_jammed_pickup_puts_the_parcel_back(site: LockerSite) -> None:
@@ -490,6 +527,46 @@ async def test_parcel_commands_report_their_lifecycle(site: LockerSite) -> None:
     late = _command(site, "parcel.retrieve", {"parcel": third, "courier": 7})
     await handlers["parcel.retrieve"](late)
     assert _statuses(site, late) == [("acknowledged", None), ("opened", None)]
+
+
+def _outboxed(site: LockerSite) -> list[tuple[str, dict[str, object]]]:
+    return [(e.type, e.data) for e in site.outbox.pending(100_000)]
+
+
+async def test_an_open_for_the_courier_names_its_compartment_before_the_opened_status(
+    site: LockerSite,
+) -> None:
+    handlers = ParcelCommands(site.parcels, site.commands).handlers()
+    parcel = new_parcel()
+    deposit = _command(
+        site,
+        "parcel.deposit",
+        {"parcel": parcel, "size": "M", "unit": "3-1-1202", "courier": 7},
+    )
+    await handlers["parcel.deposit"](deposit)
+    assert _outboxed(site)[-3:] == [
+        ("command.status", {"command": deposit.id, "status": "acknowledged"}),
+        ("parcel.opened", {"parcel": parcel, "bank": "A", "compartment": 5, "for": "deposit"}),
+        ("command.status", {"command": deposit.id, "status": "opened"}),
+    ]
+
+    site.close(5)
+    await site.poll()
+    reopen = _command(site, "parcel.reopen", {"parcel": parcel})
+    await handlers["parcel.reopen"](reopen)
+    assert _outboxed(site)[-2:] == [
+        ("parcel.opened", {"parcel": parcel, "bank": "A", "compartment": 5, "for": "reopen"}),
+        ("command.status", {"command": reopen.id, "status": "opened"}),
+    ]
+
+    # Only opens for the courier are told so: not the deposit, a pickup or a refused reopen.
+    site.put(5)
+    site.close(5)
+    await site.poll()
+    await site.parcels.pickup("A", parcel, "remote")
+    await handlers["parcel.reopen"](_command(site, "parcel.reopen", {"parcel": parcel}))
+    assert len(site.events("parcel.opened")) == 2
+    assert site.types()[-1] == "command.status"
 
 
 @pytest.mark.parametrize(

@@ -284,11 +284,22 @@ function noteText(n) {
   return n.kind;
 }
 
+// Once the list is on screen, the unread notes in it are marked read, one by one (at most the
+// ten listed); the badge and the highlight keep saying what was new until the list is loaded
+// again. A note that fails to be marked stays unread and is tried again next time.
+async function markRead(notes) {
+  for (const n of notes) {
+    const r = await api("POST", `/api/v1/notifications/${n.id}/read`);
+    if (r.status !== 200) return;
+  }
+}
+
+// Show the latest notes; the unread ones among them are returned (for markRead).
 async function loadNotes() {
   const res = await api("GET", "/api/v1/notifications?limit=10");
-  if (res.status !== 200) { $("notes-view").hidden = true; return; }
+  if (res.status !== 200) { $("notes-view").hidden = true; return []; }
   const notes = res.data.notifications;
-  const unread = notes.filter((n) => n.read_at === null).length;
+  const unread = res.data.unread; // of all the resident's notes, not only the ten listed
   const badge = $("notes-badge");
   badge.textContent = unread ? String(unread) : "";
   badge.hidden = !unread;
@@ -305,13 +316,17 @@ async function loadNotes() {
     li.append(text, when);
     return li;
   }));
+  return notes.filter((n) => n.read_at === null);
 }
 
 // -- start ------------------------------------------------------------------------------------
 
 async function loadHome() {
-  const [doors] = await Promise.all([loadDoors(), loadParcels(), loadNotes()]);
-  if (doors) show("home");
+  const [doors, , unread] = await Promise.all([loadDoors(), loadParcels(), loadNotes()]);
+  if (doors) {
+    show("home");
+    await markRead(unread);
+  }
 }
 
 async function signedIn(role) {
@@ -320,6 +335,9 @@ async function signedIn(role) {
 }
 
 cy.bindLogin(signedIn);
-$("parcels-refresh").addEventListener("click", () => Promise.all([loadParcels(), loadNotes()]));
+$("parcels-refresh").addEventListener("click", async () => {
+  const [, unread] = await Promise.all([loadParcels(), loadNotes()]);
+  await markRead(unread);
+});
 
 if (cy.hasToken()) { loadHome(); } else { show("login"); }

@@ -170,6 +170,14 @@ function resetForm() {
 // -- following a deposit ----------------------------------------------------------------------
 
 const compartment = (p) => (p.compartment ? `Compartment ${p.compartment}` : "A compartment");
+// What the progress panel shows of a parcel: while its door is open, the compartment number
+// arrives with the gateway's report of the open (parcel.opened) and changes after a jam.
+const shownAs = (p) => (p.state === "requested" ? `requested:${p.compartment}` : p.state);
+
+async function fresh(p) {
+  const r = await api("GET", `/api/v1/parcels/${p.id}`);
+  return r.status === 200 ? r.data : p;
+}
 
 function render(p) {
   const progress = $("progress");
@@ -228,11 +236,15 @@ async function follow(parcel, who, commandId) {
       return;
     }
     if (final) {
-      render(parcel);
+      // The compartment is reported with the open: show its number at once.
+      parcel = await fresh(parcel);
+      if (gen !== generation) return;
+      current = parcel;
+      if (render(parcel)) { finished(); return; }
     } else {
       say(progress, "No answer from the locker yet — still waiting…", "warn", "unknown");
     }
-    seen = parcel.state;
+    seen = shownAs(parcel);
   }
   const deadline = Date.now() + WATCH_MS;
   while (gen === generation && Date.now() < deadline) {
@@ -240,9 +252,10 @@ async function follow(parcel, who, commandId) {
     if (gen !== generation) return;
     if (r.status === 200) {
       current = r.data;
-      // Re-render only on a change: "open again" stays up while the cloud still says empty.
-      if (r.data.state !== seen) {
-        seen = r.data.state;
+      // Re-render only on a change (of the state, or of the open compartment's number): "open
+      // again" stays up while the cloud still says empty.
+      if (shownAs(r.data) !== seen) {
+        seen = shownAs(r.data);
         if (render(r.data)) { finished(); return; }
         loadParcels();
       }
@@ -272,7 +285,11 @@ async function courierAct(action) {
   } else if (final === null) {
     say(progress, "No answer from the locker yet. Check the parcel list", "warn", "unknown");
   } else if (final.status === "opened") {
-    say(progress, `${compartment(p)} is open again — put the parcel in and close the door`, "", "open");
+    // After a jam the gateway opens another compartment: say the one it reported.
+    const now = await fresh(p);
+    if (gen !== generation) return;
+    if (current && current.id === now.id) current = now;
+    say(progress, `${compartment(now)} is open again — put the parcel in and close the door`, "", "open");
   } else if (final.status === "completed") {
     $("empty-actions").hidden = true;
     say(progress, "Deposit cancelled", "warn", "cancelled");
