@@ -1,7 +1,9 @@
 """Pacing at the line rate, the half-duplex timing model, and overlap detection.
 
 The lower bounds are exact consequences of the model (a byte is never released before its wire
-time), so they are asserted strictly; the upper bounds allow a few per cent for the scheduler.
+time), so they are asserted strictly, as is the model itself (wire intervals of exactly the frame's
+wire time, replies one turnaround after their request). How late bytes arrive is the scheduler's
+doing: `bench/bus_pacing.py` measures it (docs/benchmarks.md), no test bounds it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def test_a_44_byte_exchange_at_2400_8e1_takes_its_wire_time(
 
     assert received == frame(0x81, REQUEST_DATA + bytes(range(PAD)))
     expected = (REQUEST_SIZE + REPLY_SIZE) * byte_s + TURNAROUND_S  # 206.7 ms
-    assert expected <= elapsed <= expected * 1.03, f"{elapsed * 1000:.2f} ms"
+    assert elapsed >= expected, f"{elapsed * 1000:.2f} ms"
     # No byte of the reply before the request has finished on the wire, turned around, and the
     # byte itself has been transmitted: half duplex.
     for index, arrival in enumerate(arrivals):
@@ -65,25 +67,33 @@ def test_a_44_byte_exchange_at_2400_8e1_takes_its_wire_time(
     assert reply_wire.end - reply_wire.start == pytest.approx(REPLY_SIZE * byte_s)
 
 
-def test_a_poll_cycle_does_not_accumulate_jitter(
+def test_a_poll_cycle_is_scheduled_on_the_model(
     make_bus: BusFactory, make_master: MakeMaster
 ) -> None:
     devices = [EchoDevice(n, pad=PAD) for n in range(1, 11)]
     server = make_bus(devices, pace=True, baud=9600, char_bits=11)
     master = make_master(server)
+    byte_s = 11 / 9600
     started = time.perf_counter()
     for device in devices:
         reply = master.exchange(frame(device.number, REQUEST_DATA))
         assert reply[1] == device.number | 0x80
     elapsed = time.perf_counter() - started
 
-    # Byte times of 1.15 ms: releasing each byte relative to the previous wake-up, or rounding
-    # each wait up to epoll's whole milliseconds, would add far more than the 5 % allowed here.
-    lower_bound = len(devices) * ((REQUEST_SIZE + REPLY_SIZE) * 11 / 9600 + TURNAROUND_S)
-    assert lower_bound <= elapsed <= lower_bound * 1.05, f"ratio {elapsed / lower_bound:.4f}"
+    lower_bound = len(devices) * ((REQUEST_SIZE + REPLY_SIZE) * byte_s + TURNAROUND_S)
+    assert elapsed >= lower_bound, f"ratio {elapsed / lower_bound:.4f}"
     stats = server.stats
     assert stats.overlaps == 0  # a master that waits for each reply never collides
-    assert len(stats.of(Direction.REPLY)) == len(devices)
+    requests, replies = stats.of(Direction.REQUEST), stats.of(Direction.REPLY)
+    assert len(requests) == len(replies) == len(devices)
+    # Every reply is scheduled from its own request's end, not from the previous wake-up: the
+    # model never drifts, whatever the scheduler did to earlier bytes.
+    for request, answer in zip(requests, replies, strict=True):
+        assert request.end - request.start == pytest.approx(REQUEST_SIZE * byte_s)
+        assert answer.start - request.end == pytest.approx(TURNAROUND_S)
+        assert answer.end - answer.start == pytest.approx(REPLY_SIZE * byte_s)
+    for answer, following in zip(replies, requests[1:], strict=False):
+        assert following.start >= answer.end  # the master spoke only after hearing the reply
 
 
 def test_a_master_talking_over_a_reply_is_an_overlap(
