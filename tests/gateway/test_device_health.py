@@ -77,7 +77,9 @@ async def test_health_reports_counters_and_a_vanished_meter(
 ) -> None:
     with serve([*make_meters(2), LockBoard(0)], mixed=True) as server:
         settings = gateway_settings(
-            buses=[bus_settings(server.url, timeout_ms=100, retries=0, offline_after=2)],
+            # 500 ms: healthy meters answer in a few ms, but a loaded CI machine once took over
+            # 100 ms and counted a timeout against a meter that was there all along.
+            buses=[bus_settings(server.url, timeout_ms=500, retries=0, offline_after=2)],
             meters=meter_settings(2, values=("energy_kwh",)),
             lockboards=[LockBoardSettings(id="bank-a", bus="line-a", board=0)],
             health_interval_s=INTERVAL_S,
