@@ -17,6 +17,10 @@ With ``rs485=True`` the gateway also gets three simulated RS-485 lines behind ``
   behind a :class:`Cabinet` (:attr:`Community.cabinet`), so a scenario can play the person at the
   lockers (put a parcel in, shut a door, count pulses) while the bus thread serves the gateway.
 
+With ``attended_lockers=True`` (the demo) a :class:`~courtyard.locker_attendant.LockerAttendant`
+plays the couriers and residents at the board: a door left open a few seconds is used (a parcel
+put in, or taken out) and shut.
+
 With ``cuttable_cloud=True`` the gateway reaches the cloud broker through a loopback TCP relay
 that :meth:`Community.cut_cloud` severs and :meth:`Community.restore_cloud` reconnects: the site's
 internet link going down, while the gateway, the site broker, the devices and the cloud keep
@@ -55,6 +59,7 @@ from cloud_sync.service.passwords import PasswordHasher
 from cloud_sync.service.settings import BrokerSettings as CloudBroker
 from cloud_sync.service.settings import CloudSettings
 from cloud_sync.service.tables import Site
+from courtyard.locker_attendant import LockerAttendant
 from courtyard.seed import (
     DEMO_ELECTRICITY_METERS,
     DEMO_PREPAID_METERS,
@@ -229,6 +234,7 @@ class Community:
         rs485: bool = False,
         meter_interval_s: float = 30.0,
         cuttable_cloud: bool = False,
+        attended_lockers: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.plan = plan or default_plan()
@@ -256,6 +262,8 @@ class Community:
         """The lock board of line ``lockers-a`` (with ``rs485=True``, once started)."""
         # The gateway's cloud link through a relay that can be cut (module doc), when asked.
         self._relay = _LinkRelay(broker_host, broker_port) if cuttable_cloud else None
+        self.attended_lockers = attended_lockers
+        self._attendant: asyncio.Task[None] | None = None
         self.accounts: list[CommunityAccount] = []
         self.simulators: dict[str, DoorSimulator] = {}
         self.terminals: dict[str, TerminalSimulator] = {}
@@ -431,6 +439,8 @@ class Community:
         if self.rs485:
             self._start_buses()
             self._start_lockers(keys)
+            if self.attended_lockers and self.cabinet is not None:
+                self._attendant = asyncio.create_task(LockerAttendant(self.cabinet).run())
         if self._relay is not None:
             await self._relay.start()
         self.gateway = Gateway(self.gateway_settings())
@@ -476,6 +486,10 @@ class Community:
         """Stop everything that :meth:`start` started, in reverse order."""
         if self.gateway is not None:
             await self.gateway.stop()
+        if self._attendant is not None:
+            self._attendant.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._attendant
         if self._relay is not None:
             await self._relay.stop()
         for sim in self.simulators.values():

@@ -24,6 +24,7 @@ async def run_demo(*, data_dir: Path, http_port: int, mqtt_port: int = 0) -> Non
         http_port=http_port,
         rs485=True,
         meter_interval_s=15.0,
+        attended_lockers=True,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,6 +65,7 @@ def _announce(community: Community, broker: EmbeddedBroker) -> None:
     lines = [
         "",
         f"Courtyard demo is running: {community.url}/",
+        f"  couriers deposit parcels at {community.url}/courier",
         f"  MQTT broker (embedded, MQTT 3.1.1): 127.0.0.1:{broker.port}",
         f"  data, databases and keys: {community.data_dir}",
         f"  demo logins (generated passwords): {community.accounts_file}",

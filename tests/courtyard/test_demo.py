@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -10,11 +11,60 @@ import stat
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from courtyard.embedded_broker import free_port
+
+_TERMINAL = {"opened", "released_not_opened", "failed", "rejected", "expired"}
+
+
+async def _command_outcome(
+    http: aiohttp.ClientSession, url: str, auth: dict[str, str], command: str
+) -> str:
+    for _ in range(10):
+        async with http.get(f"{url}/api/v1/commands/{command}?wait=10", headers=auth) as r:
+            status = str((await r.json())["status"])
+        if status in _TERMINAL:
+            return status
+    return status
+
+
+async def _deposit(
+    http: aiohttp.ClientSession, url: str, courier: dict[str, Any], unit: str
+) -> str:
+    async with http.post(
+        f"{url}/api/v1/sessions", json={"login": courier["login"], "password": courier["password"]}
+    ) as r:
+        assert r.status == 201
+        auth = {"Authorization": f"Bearer {(await r.json())['token']}"}
+    async with http.get(f"{url}/api/v1/locker-banks", headers=auth) as r:
+        (bank,) = (await r.json())["banks"]
+    async with http.post(
+        f"{url}/api/v1/parcels",
+        headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+        json={"bank": bank["id"], "size": "S", "unit": unit},
+    ) as r:
+        assert r.status == 202, await r.text()
+        out = await r.json()
+    assert await _command_outcome(http, url, auth, out["command"]["command_id"]) == "opened"
+    return str(out["parcel"]["id"])
+
+
+async def _parcel_reaches(
+    http: aiohttp.ClientSession, url: str, auth: dict[str, str], parcel: str, state: str
+) -> None:
+    """Poll li's view of the parcel (the demo's attendant acts on its own clock, ~4 s)."""
+    seen = None
+    async with asyncio.timeout(30):
+        while seen != state:
+            async with http.get(f"{url}/api/v1/parcels/{parcel}", headers=auth) as r:
+                assert r.status == 200, await r.text()
+                seen = (await r.json())["state"]
+            await asyncio.sleep(0.2)
 
 
 def _lines(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.Thread]:
@@ -101,6 +151,22 @@ async def test_demo_serves_the_page_and_opens_a_building_1_door(tmp_path: Path) 
                 if status in {"opened", "released_not_opened", "failed", "rejected", "expired"}:
                     break
             assert status == "opened"
+
+            # Story 2 in the demo: the courier deposits for li's unit, the demo's attendant puts
+            # the parcel in and shuts the door, li opens it from the phone and takes it out.
+            async with http.get(f"{url}/courier") as r:
+                assert r.status == 200
+            courier = next(a for a in accounts if a["role"] == "courier")
+            parcel = await _deposit(http, url, courier, li["unit"])
+            await _parcel_reaches(http, url, auth, parcel, "waiting")
+            async with http.post(
+                f"{url}/api/v1/parcels/{parcel}/pickup",
+                headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+            ) as r:
+                assert r.status == 202, await r.text()
+                command = (await r.json())["command"]["command_id"]
+            assert await _command_outcome(http, url, auth, command) == "opened"
+            await _parcel_reaches(http, url, auth, parcel, "picked_up")
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(30)
