@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
-import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from courtyard.embedded_broker import EmbeddedBroker, free_port
+from courtyard.embedded_broker import EmbeddedBroker
+from courtyard.mosquitto_process import mosquitto_binary
 
 REQUIRE_SERVICES = os.environ.get("COURTYARD_REQUIRE_SERVICES") == "1"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -60,45 +58,11 @@ def broker() -> Iterator[BrokerInfo]:
         yield BrokerInfo(b.host, b.port, "3.1.1", "embedded")
 
 
-@pytest.fixture
-def private_mosquitto(tmp_path: Path) -> Iterator[Callable[[str], BrokerInfo]]:
-    """Start ``mosquitto -c FILE`` on a free loopback port with extra configuration lines."""
-    procs: list[subprocess.Popen[bytes]] = []
-    exe = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-
-    def start(extra: str = "") -> BrokerInfo:
-        if exe is None:
-            _missing("the mosquitto binary")
-            pytest.skip("mosquitto is not installed")
-        port = free_port()
-        conf = tmp_path / f"mosquitto-{port}.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-            f"persistence false\n{extra}\n"
-        )
-        proc = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        procs.append(proc)
-        for _ in range(200):
-            if _port_open("127.0.0.1", port):
-                return BrokerInfo("127.0.0.1", port, "5", "private-mosquitto")
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"mosquitto exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
-            # A child binding its port offers nothing to wait on but the port itself.
-            time.sleep(0.025)
-        raise RuntimeError("private mosquitto did not start")
-
-    yield start
-    for p in procs:
-        p.terminate()
-        p.wait(10)
-        if p.stderr:
-            p.stderr.close()
+def require_mosquitto() -> None:
+    """Skip the test (fail it under CI) when the mosquitto binary is not installed."""
+    if mosquitto_binary() is None:
+        _missing("the mosquitto binary")
+        pytest.skip("mosquitto is not installed")
 
 
 async def _pg_exec(sql: str) -> None:

@@ -15,10 +15,6 @@ import asyncio
 import contextlib
 import io
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import segno
 
 from cloud_sync.protocol import (
@@ -43,13 +38,13 @@ from cloud_sync.protocol import (
     sign_command,
     sign_token,
 )
-from courtyard.embedded_broker import free_port
+from courtyard.mosquitto_process import MosquittoProcess
 from devices import lockboard
 from devices.lockboard import LockBoard
 from devices.serialbus import BusServer
 from gateway import BrokerSettings, DoorSettings, GatewaySettings, SiteBrokerSettings
 from gateway.settings import LockBoardSettings, LockerBankSettings, ParcelRules
-from tests.conftest import BrokerInfo
+from tests.conftest import BrokerInfo, require_mosquitto
 from tests.gateway.bus_sim import FAST_BAUD, bus_settings
 from tests.gateway.locker_site import Cabinet
 from trust import SigningKey, write_secret
@@ -88,60 +83,17 @@ async def subscribed_link(
     return link, early
 
 
-class RestartableMosquitto:
+class RestartableMosquitto(MosquittoProcess):
     """A private Mosquitto that can be killed and started again on the same port, or paused."""
 
     def __init__(self, conf_dir: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            pytest.skip("mosquitto is not installed")
-        self.exe = exe
-        self.port = free_port()
-        self.conf = conf_dir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-            "persistence false\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
+        require_mosquitto()
+        super().__init__(conf_dir=conf_dir, start_within_s=TIMEOUT)
 
     @property
     def info(self) -> BrokerInfo:
         """Where it listens, in the form the ``broker`` fixture gives."""
         return BrokerInfo("127.0.0.1", self.port, "5", "mosquitto")
-
-    def start(self) -> None:
-        """Start the broker and wait until it accepts connections."""
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                # A child process binding its port offers nothing to wait on but the port.
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto did not start")
-
-    def pause(self) -> None:
-        """Freeze the broker: connections stay open, nothing is answered (a stalled broker)."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Let a paused broker carry on where it stopped."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        """Kill the broker (paused or not) the way a crash would."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @dataclass
