@@ -6,6 +6,8 @@
 * ``start_gateway(settings)``: a started, ready :class:`Gateway`, stopped after the test;
 * ``fake_cloud(settings, auto_ack=True)``: a :class:`FakeCloud` for that gateway;
 * ``door_simulator(settings, door_id, **kw)``: a :class:`DoorSimulator` online for that door;
+* ``lines(settings, gap_s=0.003)``: a started :class:`~tests.gateway.bus_line.Line` (a bus owner
+  on a simulated RS-485 line), stopped after the test;
 * ``gateway_site``: all of it wired together — one door ``door-1`` with a walking-through
   simulator, a fake cloud, a signer, a ready gateway.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,9 @@ import pytest
 from cloud_sync.protocol import GatewayTopics, MqttLink
 from devices.door import Behaviour, DoorSimulator, MqttProtocol
 from gateway import DoorSettings, Gateway, GatewaySettings
+from gateway.settings import BusSettings
 from tests.conftest import BrokerInfo
+from tests.gateway.bus_line import Line
 from tests.gateway.harness import (
     TIMEOUT,
     CommandSigner,
@@ -215,3 +220,22 @@ async def gateway_site(
         doors={"door-1": sim},
         _start=start_gateway,
     )
+
+
+@pytest.fixture
+async def lines() -> AsyncIterator[Callable[..., Line]]:
+    """Start bus owners on simulated lines (``lines(settings, gap_s=0.003)``); stop them after."""
+    started: list[Line] = []
+
+    def make(settings: BusSettings, gap_s: float = 0.003) -> Line:
+        line = Line(settings, gap_s)
+        line.start()
+        started.append(line)
+        return line
+
+    yield make
+    for line in reversed(started):
+        await line.stop()
+    # Continuous polling leaves many wire records behind; collect them here rather than in a
+    # later test's short timeout window.
+    gc.collect()

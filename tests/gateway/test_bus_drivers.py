@@ -10,8 +10,7 @@ are those of a real read.
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -21,17 +20,14 @@ from pydantic import ValidationError
 from devices import cjt188, modbus
 from devices.cjt188 import DiOrder, MeterType, ValveState, WaterMeter
 from devices.modbus import sdm120_meter, sdm630_meter, water_meter
-from devices.serialbus import BusDevice, BusServer, BusStats, Fault, RequestFramer
-from gateway.bus import BusOwner
+from devices.serialbus import BusDevice, BusServer, Fault, RequestFramer
 from gateway.bus_errors import DeviceReplyError, NoReplyError
-from gateway.bus_stats import DeviceSnapshot
 from gateway.drivers import LINE_RULES, Cjt188Driver, ModbusDriver, bus_gap_s, meter_driver
 from gateway.errors import ConfigError
-from gateway.meters import MeterReader, Reading
 from gateway.settings import BusSettings, MeterSettings
+from tests.gateway.bus_line import WAIT_S, Line, wait_stats
 from tests.gateway.bus_sim import FAST_BAUD, bus_settings
 
-WAIT_S = 10.0
 WATER_A, WATER_B, WATER_C = "00000000000012", "20240000000345", "99000000000001"
 
 
@@ -55,54 +51,6 @@ def meter(id_: str, protocol: str, address: str, **options: object) -> MeterSett
         | {"values": values}
         | options
     )
-
-
-class Line:
-    """A bus owner running on a simulated line, with what it reported."""
-
-    def __init__(self, settings: BusSettings) -> None:
-        self.transitions: list[tuple[str, bool | None]] = []
-        self.readings: list[Reading] = []
-        self.owner = BusOwner(settings, gap_s=0.003, on_transition=self._transition)
-        self._task: asyncio.Task[None] | None = None
-
-    def _transition(self, snapshot: DeviceSnapshot) -> None:
-        self.transitions.append((snapshot.device, snapshot.online))
-
-    def reader(self, meters: list[MeterSettings]) -> MeterReader:
-        return MeterReader(meters, {self.owner.name: self.owner}, self.readings.append)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.owner.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await self._task
-        await self.owner.close()
-
-
-@pytest.fixture
-async def lines() -> AsyncIterator[Callable[..., Line]]:
-    started: list[Line] = []
-
-    def make(settings: BusSettings) -> Line:
-        line = Line(settings)
-        line.start()
-        started.append(line)
-        return line
-
-    yield make
-    for line in reversed(started):
-        await line.stop()
-    # Continuous polling leaves many wire records behind; collect them here rather than in a
-    # later test's 60 ms timeout window.
-    gc.collect()
-
-
-async def wait_stats(server: BusServer, predicate: Callable[[BusStats], bool]) -> BusStats:
-    return await asyncio.to_thread(server.wait_for, predicate, WAIT_S)
 
 
 FAULTS = (Fault.GARBAGE_BEFORE, Fault.GARBAGE_AFTER, Fault.GARBAGE_INSIDE, Fault.BAD_CHECKSUM)

@@ -8,21 +8,19 @@ model of the wire, not against our own bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 
 from devices.lockboard import LockBoard
-from devices.serialbus import BusServer, BusStats, Fault
-from gateway.bus import BusOwner
+from devices.serialbus import Fault
 from gateway.bus_errors import BusClosedError, NoReplyError
 from gateway.bus_exchange import Exchange
-from gateway.bus_stats import DeviceSnapshot
 from gateway.drivers import Dlt645Driver
 from gateway.lockers import Lockers
-from gateway.meters import MeterReader, Reading
-from gateway.settings import BusSettings, LockBoardSettings, MeterSettings
+from gateway.settings import LockBoardSettings
+from tests.gateway.bus_line import WAIT_S, Line, wait_stats
 from tests.gateway.bus_sim import (
     bus_settings,
     devices_in_wire_order,
@@ -31,53 +29,6 @@ from tests.gateway.bus_sim import (
     plate,
     serve,
 )
-
-WAIT_S = 10.0
-
-
-class Line:
-    """A bus owner running on a simulated line, with what it reported."""
-
-    def __init__(self, settings: BusSettings, gap_s: float = 0.003) -> None:
-        self.transitions: list[tuple[str, bool | None]] = []
-        self.readings: list[Reading] = []
-        self.owner = BusOwner(settings, gap_s=gap_s, on_transition=self._transition)
-        self._task: asyncio.Task[None] | None = None
-
-    def _transition(self, snapshot: DeviceSnapshot) -> None:
-        self.transitions.append((snapshot.device, snapshot.online))
-
-    def reader(self, meters: list[MeterSettings]) -> MeterReader:
-        return MeterReader(meters, {self.owner.name: self.owner}, self.readings.append)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.owner.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await self._task
-        await self.owner.close()
-
-
-@pytest.fixture
-async def lines() -> AsyncIterator[Callable[..., Line]]:
-    started: list[Line] = []
-
-    def make(settings: BusSettings, gap_s: float = 0.003) -> Line:
-        line = Line(settings, gap_s)
-        line.start()
-        started.append(line)
-        return line
-
-    yield make
-    for line in reversed(started):
-        await line.stop()
-
-
-async def wait_stats(server: BusServer, predicate: Callable[[BusStats], bool]) -> BusStats:
-    return await asyncio.to_thread(server.wait_for, predicate, WAIT_S)
 
 
 async def test_a_meter_is_read_with_decimal_values_and_counted(
