@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from cloud_sync.protocol import CommandBody, GatewayTopics, sign_command
 from cloud_sync.service.keys import CloudKeys
 from courtyard.community import Community
-from devices.door import Behaviour
+from devices.door import Behaviour, StrikeState
 from tests.e2e.conftest import Api, Observer
 
 
@@ -201,7 +202,10 @@ async def test_bad_commands_are_refused_and_the_strike_never_moves(
     cid, stale_seq = _forge(community, now=now, seq=1)
     assert (await _inject_and_refusal(observer, community, stale_seq))[1] == "out_of_sequence"
     assert sim.strike_pulses == 1
-    # and the legitimate path still works after the restart
+    # and the legitimate path still works after the restart. The first unlock's 600 ms pulse may
+    # still be running on a fast machine, and a pulse during a pulse only extends it (the strike
+    # does not move, so it is not counted): wait for the strike to lock first.
+    await asyncio.to_thread(sim.wait_for, lambda s: s.strike is StrikeState.LOCKED, 10)
     after = await api.unlock_and_wait(token, door)
     assert after["status"] == "opened"
     assert sim.strike_pulses == 2
