@@ -9,7 +9,7 @@ alone (a scenario playing a forgetful person). It acts only through the board's 
 the :class:`~courtyard.community.Cabinet`'s lock, exactly as a test scenario does; the gateway
 still sees nothing but hook and infrared bits on the wire.
 
-The tests never use it: they play the person themselves, step by step.
+End-to-end scenarios do not use it: they play the person themselves, step by step.
 """
 
 from __future__ import annotations
